@@ -1,0 +1,268 @@
+"""LightningDataModule: read → tokenise once → an epoch's batches from a strategy → chunked collate.
+
+Batch construction is the paper's central lever, so the data module never lets Lightning reorder
+training pairs: a strategy (`bsc_lightning.data.batching`) orders the whole epoch, the order is cut
+into global batches (per-device batch × world size) and each rank takes its slice of every global
+batch. All ranks build the same order from the shared seed, so the all-gathered negatives of one
+step come from one coherent global batch.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterator
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from bsc_lightning.data.batching import Strategy, batch_stats, build_strategy, global_batches, rank_slice
+from bsc_lightning.data.table import PairTable
+from bsc_lightning.data.tasks import DataError, Task, load_task
+from bsc_lightning.data.tokens import TokenCache, tokenize_texts
+from bsc_lightning.encoder import Chunks, pack_chunks
+
+log = logging.getLogger(__name__)
+
+
+class _Indices(Dataset):
+    """The dataset is just row numbers; the collator turns a list of them into tensors."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+class PairCollator:
+    """Rows of a table → a batch dict; both sides' 2B sequences packed into length-aware chunks.
+
+    Output: ``chunks`` (Chunks over 2B texts: first B = side a, then B = side b), ``labels`` (B,)
+    float32, ``dup_a``/``dup_b`` (B,) int64 text ids, ``qid`` (B,), ``index`` (B,) row numbers.
+    """
+
+    def __init__(self, table: PairTable, tokens: TokenCache, chunk_tokens: int | None,
+                 chunk_rows: int | None = None, length_aware: bool = True) -> None:
+        self.table, self.tokens = table, tokens
+        self.chunk_tokens, self.chunk_rows, self.length_aware = chunk_tokens, chunk_rows, length_aware
+
+    def __call__(self, rows: list[int]) -> dict[str, Any]:
+        idx = np.asarray(rows, dtype=np.int64)
+        t = self.table
+        text_ids = np.concatenate([t.a[idx], t.b[idx]])  # (2B,)
+        if self.length_aware or self.chunk_tokens or self.chunk_rows:
+            chunks = pack_chunks(self.tokens.seqs(text_ids), self.tokens.pad_id, self.chunk_tokens,
+                                 self.chunk_rows, self.length_aware)
+        else:
+            chunks = self._padded_per_side(text_ids, len(idx))
+        return {
+            "chunks": chunks,
+            "labels": torch.from_numpy(t.label[idx]),
+            "dup_a": torch.from_numpy(t.a[idx]),
+            "dup_b": torch.from_numpy(t.b[idx]),
+            "qid": torch.from_numpy(t.qid[idx]),
+            "index": torch.from_numpy(idx),
+        }
+
+    def _padded_per_side(self, text_ids: np.ndarray, b: int) -> Chunks:
+        """The classic layout (what a plain loop does): each side padded to its own longest text."""
+        seqs = self.tokens.seqs(text_ids)
+        sides = [pack_chunks(seqs[:b], self.tokens.pad_id, length_aware=False),
+                 pack_chunks(seqs[b:], self.tokens.pad_id, length_aware=False)]
+        return Chunks([s.input_ids[0] for s in sides], [s.attention_mask[0] for s in sides],
+                      torch.arange(2 * b))
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Yields this rank's slice of every global batch of the epoch, built lazily at iteration time
+    (so `example`/`clusters` see the model as it is at the start of the epoch)."""
+
+    def __init__(self, dm: "PairDataModule") -> None:
+        self.dm = dm
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.dm.num_train_batches()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rank, world = self.dm.rank_world()
+        for batch in self.dm.epoch_batches(self.epoch):
+            yield rank_slice(batch, rank, world).tolist()
+
+
+class PairDataModule(L.LightningDataModule):
+    """Owns the task's pair tables, their token cache and batch construction.
+
+    Args:
+        task: task name for `load_task`; task_options: its reader options (data_dir, train_size...).
+        tokenizer: a Hugging Face tokenizer; max_length: truncation length in tokens.
+        batch_size: pairs per device per step (global batch = batch_size × world size).
+        shuffle: strategy name; shuffle_options: its constructor options.
+        chunk_tokens: token budget of one encoder chunk; length_aware: sort texts by length in chunks.
+        limit_train / limit_eval: keep the first N pairs of a split (quick runs); None keeps all.
+        train_positives_only: drop labelled-negative pairs from training (the paper's ablation).
+    """
+
+    def __init__(self, task: str, tokenizer, *, task_options: dict | None = None, max_length: int = 128,
+                 batch_size: int = 32, eval_batch_size: int = 256, shuffle: str = "random",
+                 shuffle_options: dict | None = None, seed: int = 0, chunk_tokens: int | None = 16384,
+                 chunk_rows: int | None = None, length_aware: bool = True, num_workers: int = 0,
+                 pin_memory: bool = False, limit_train: int | None = None, limit_eval: int | None = None,
+                 train_positives_only: bool = False, drop_last: bool = False,
+                 cache_dir: str | None = None) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise DataError(f"data.batch_size={batch_size}: must be >= 1")
+        self.task_name, self.task_options = task, dict(task_options or {})
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self.strategy: Strategy = build_strategy(shuffle, **dict(shuffle_options or {}))
+        self.chunk_tokens, self.chunk_rows, self.length_aware = chunk_tokens, chunk_rows, length_aware
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.limit_train, self.limit_eval = limit_train, limit_eval
+        self.train_positives_only, self.drop_last = train_positives_only, drop_last
+        self.cache_dir = cache_dir
+        self.task: Task | None = None
+        self.tokens: dict[str, TokenCache] = {}
+        self._epoch_cache: tuple[int, list[np.ndarray]] | None = None
+
+    # ----------------------------------------------------------------------------------- setup
+    def setup(self, stage: str | None = None) -> None:
+        if self.task is not None:
+            return
+        task = load_task(self.task_name, **self.task_options)
+        splits = dict(task.splits)
+        if self.train_positives_only:
+            tr = splits["train"]
+            splits["train"] = tr.subset(np.flatnonzero(tr.positives(task.positive_threshold)))
+        for name, limit in (("train", self.limit_train), ("dev", self.limit_eval), ("test", self.limit_eval)):
+            if limit is not None and len(splits[name]) > limit:
+                splits[name] = splits[name].subset(np.arange(limit))
+        for name, t in splits.items():
+            if len(t) == 0:
+                raise DataError(f"task {task.name!r}: split {name!r} is empty (check data.limit_* and the files)")
+        task.splits = splits
+        self.task = task
+        # One pass per distinct text list (readers may share one list across splits).
+        by_list: dict[int, TokenCache] = {}
+        for name, t in splits.items():
+            if id(t.texts) not in by_list:
+                by_list[id(t.texts)] = tokenize_texts(t.texts, self.tokenizer, self.max_length, self.cache_dir)
+            self.tokens[name] = by_list[id(t.texts)]
+        log.info("task %s: %s", task.name, {k: len(v) for k, v in splits.items()})
+
+    def check_batch_size(self, world: int | None = None) -> None:
+        """Fail before training when the global batch is larger than the training data."""
+        world = world or self.rank_world()[1]
+        n = len(self.train_table)
+        if self.batch_size * world > n:
+            raise DataError(f"data.batch_size={self.batch_size} × {world} device(s) > {n} training pairs of "
+                            f"task {self.task_name!r}: lower data.batch_size")
+
+    @property
+    def train_table(self) -> PairTable:
+        assert self.task is not None, "call setup() first"
+        return self.task.splits["train"]
+
+    def rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    # ------------------------------------------------------------------------------- batching
+    def num_train_batches(self) -> int:
+        _, world = self.rank_world()
+        g = self.batch_size * world
+        n = len(self.train_table)
+        rest = (n % g) // world * world
+        return n // g + (1 if rest and not self.drop_last else 0)
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's global batches (cached: one build per epoch, identical on every rank)."""
+        if self._epoch_cache is not None and self._epoch_cache[0] == epoch:
+            return self._epoch_cache[1]
+        _, world = self.rank_world()
+        table = self.train_table
+        emb = self.embed_first_sides() if self.strategy.needs_embeddings else None
+        start = time.perf_counter()
+        order = self.strategy.order(table, epoch=epoch, seed=self.seed, batch_size=self.batch_size * world,
+                                    embeddings=emb)
+        batches = global_batches(order, self.batch_size * world, world, self.drop_last)
+        seconds = time.perf_counter() - start
+        stats = batch_stats(table, batches, emb)
+        dropped = len(table) - sum(len(b) for b in batches)
+        self._log_epoch({"batching/seconds": seconds, "batching/dropped_pairs": dropped,
+                         **{f"batching/{k}": v for k, v in stats.items()}})
+        self._epoch_cache = (epoch, batches)
+        return batches
+
+    def _log_epoch(self, metrics: dict[str, float]) -> None:
+        log.info("epoch batches: %s", {k: round(float(v), 4) for k, v in metrics.items()})
+        trainer = self.trainer
+        if trainer is not None and trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics({k: float(v) for k, v in metrics.items()}, step=trainer.global_step)
+
+    @torch.no_grad()
+    def embed_first_sides(self) -> torch.Tensor:
+        """(N, d) L2-normalised first-side embeddings of the training pairs, from the current model.
+
+        Under DDP each rank encodes a disjoint shard of the unique texts and the shards are
+        all-gathered, so every rank holds the same matrix without encoding everything itself.
+        """
+        module = self.trainer.lightning_module
+        rank, world = self.rank_world()
+        table = self.train_table
+        uniq, inv = np.unique(table.a, return_inverse=True)
+        mine = uniq[rank::world]
+        tokens = self.tokens["train"]
+        emb = module.encoder.encode_ids(tokens.seqs(mine), tokens.pad_id,
+                                        max_tokens=self.chunk_tokens or 16384, device=module.device,
+                                        progress=rank == 0)  # (n_mine, d)
+        if world > 1:
+            size = (len(uniq) + world - 1) // world
+            padded = torch.zeros((size, emb.shape[1]), dtype=emb.dtype, device=emb.device)
+            padded[: len(emb)] = emb
+            gathered = self.trainer.strategy.all_gather(padded)  # (world, size, d)
+            full = torch.empty((len(uniq), emb.shape[1]), dtype=emb.dtype, device=emb.device)
+            for r in range(world):
+                n_r = len(uniq[r::world])
+                full[r::world] = gathered[r, :n_r]
+            emb = full
+        emb = torch.nn.functional.normalize(emb, dim=-1)
+        return emb[torch.as_tensor(inv.reshape(-1), device=emb.device)]  # (N, d)
+
+    # ----------------------------------------------------------------------------- loaders
+    def _collator(self, split: str) -> PairCollator:
+        assert self.task is not None, "call setup() first"
+        return PairCollator(self.task.splits[split], self.tokens[split], self.chunk_tokens, self.chunk_rows,
+                            self.length_aware)
+
+    def train_dataloader(self) -> DataLoader:
+        self.check_batch_size()
+        return DataLoader(_Indices(len(self.train_table)), batch_sampler=EpochBatchSampler(self),
+                          collate_fn=self._collator("train"), num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        assert self.task is not None
+        table = self.task.splits[split]
+        return DataLoader(_Indices(len(table)), batch_size=self.eval_batch_size, shuffle=False,
+                          collate_fn=self._collator(split), num_workers=self.num_workers,
+                          pin_memory=self.pin_memory)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("dev")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        # Dev comes first: the classification threshold is chosen on it and applied to test.
+        return [self.eval_dataloader("dev"), self.eval_dataloader("test")]

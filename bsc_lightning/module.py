@@ -1,0 +1,182 @@
+"""LightningModule: the shared encoder + a pluggable embedding loss + task metrics.
+
+Training sees embeddings of both sides and hands them to the loss; evaluation scores every pair by
+cosine and computes the task's metrics over the whole split (dev-chosen threshold for
+classification, applied unchanged to test).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from functools import partial
+from typing import Any, Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bsc_lightning.encoder import Encoder
+from bsc_lightning.losses.cached import all_reduce_grads, cached_loss_backward
+from bsc_lightning.metrics import task_metrics
+
+log = logging.getLogger(__name__)
+
+_NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias", "norm.weight")
+
+
+class BSCModule(L.LightningModule):
+    """Encoder + loss + metrics.
+
+    Args:
+        encoder: the shared `Encoder`. loss: any module with the loss contract
+            ``forward(q, a, labels, dup_a, dup_b) -> LossOutput``.
+        task_type / positive_threshold / main_metric: from the task.
+        optimizer: a partial optimiser (Hydra ``_partial_``) taking parameter groups.
+        warmup_ratio: linear warm-up share of all steps, then linear decay to 0.
+        temperature_lr: learning rate of the loss's own parameters (learnable 1/τ), no weight decay.
+        grad_clip: max gradient norm (None: off); applied here so that both optimisation paths use it.
+        cache_chunk_size: when set, the gradient-cache path (manual optimisation): texts are encoded
+            in chunks of at most this many rows and the loss still sees the whole batch.
+        nan_check_every: how often (steps) the deferred non-finite-loss flag is read; reading it
+            synchronises the device, so it is not done every step on accelerators.
+    """
+
+    def __init__(self, encoder: Encoder, loss: nn.Module, *, task_type: str, positive_threshold: float,
+                 main_metric: str, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                 warmup_ratio: float = 0.1, temperature_lr: float = 1e-3, grad_clip: float | None = 1.0,
+                 cache_chunk_size: int | None = None, nan_check_every: int = 1) -> None:
+        super().__init__()
+        self.encoder, self.loss = encoder, loss
+        self.task_type, self.positive_threshold, self.main_metric = task_type, positive_threshold, main_metric
+        self.optimizer_factory = optimizer or partial(torch.optim.AdamW, lr=2e-5, weight_decay=0.01)
+        self.warmup_ratio, self.temperature_lr, self.grad_clip = warmup_ratio, temperature_lr, grad_clip
+        self.cache_chunk_size = cache_chunk_size
+        self.automatic_optimization = cache_chunk_size is None
+        self.nan_check_every = max(1, nan_check_every)
+        self._bad_step: Tensor | None = None
+        self._eval: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}
+        self.test_results: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------- training
+    def _split(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        emb = self.encoder(batch["chunks"])  # (2B, d)
+        b = batch["labels"].shape[0]
+        return emb[:b], emb[b:]
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        if self.cache_chunk_size is not None:
+            return self._cached_training_step(batch)
+        q, a = self._split(batch)
+        out = self.loss(q, a, batch["labels"], batch["dup_a"], batch["dup_b"])
+        self._after_loss(out, batch)
+        return out.loss
+
+    def _cached_training_step(self, batch: dict[str, Any]) -> None:
+        opt = self.optimizers()
+        opt.zero_grad(set_to_none=True)
+        out = cached_loss_backward(self.encoder, self.loss, batch["chunks"], batch["labels"],
+                                   batch["dup_a"], batch["dup_b"])
+        # The reducer of DDP never ran (plain backward calls, one per chunk): average the
+        # gradients ourselves, once per step.
+        all_reduce_grads(self.parameters())
+        if self.grad_clip:
+            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+        sched = self.lr_schedulers()
+        if sched is not None:
+            sched.step()
+        self._after_loss(out, batch)
+
+    def _after_loss(self, out: Any, batch: dict[str, Any]) -> None:
+        self._check_finite(out.loss)
+        bsz = int(batch["labels"].shape[0])
+        self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=bsz)
+        self.log_dict({f"train/{k}": v for k, v in out.logs.items()}, batch_size=bsz)
+
+    def _check_finite(self, loss: Tensor) -> None:
+        """Stop with the step number when the loss stops being finite, without a sync every step."""
+        step = torch.full((), self.global_step, device=loss.device, dtype=torch.long)
+        bad = ~torch.isfinite(loss.detach())
+        if self._bad_step is None:
+            self._bad_step = torch.full((), -1, device=loss.device, dtype=torch.long)
+        self._bad_step = torch.where(bad & (self._bad_step < 0), step, self._bad_step)
+        if self.global_step % self.nan_check_every == 0 or loss.device.type == "cpu":
+            first = int(self._bad_step)
+            if first >= 0:
+                raise FloatingPointError(
+                    f"non-finite training loss at step {first} (loss={loss.item()}): lower the learning rate, "
+                    "raise the temperature (loss.temperature) or use precision=32")
+
+    def on_train_epoch_end(self) -> None:
+        if self._bad_step is not None and int(self._bad_step) >= 0:
+            self._check_finite(torch.tensor(float("nan")))
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if self.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay, no_decay = [], []
+        for name, p in self.encoder.named_parameters():
+            if p.requires_grad:
+                (no_decay if any(k in name for k in _NO_DECAY) else decay).append(p)
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        loss_params = [p for p in self.loss.parameters() if p.requires_grad]
+        if loss_params:
+            groups.append({"params": loss_params, "weight_decay": 0.0, "lr": self.temperature_lr})
+        opt = self.optimizer_factory(groups)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.warmup_ratio * total)
+
+        def linear(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, linear)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------ evaluation
+    def _eval_step(self, batch: dict[str, Any], dataloader_idx: int) -> None:
+        q, a = self._split(batch)
+        scores = F.cosine_similarity(q.float(), a.float(), dim=-1)  # (B,)
+        self._eval.setdefault(dataloader_idx, []).append(
+            (scores.detach().cpu(), batch["labels"].cpu(), batch["qid"].cpu()))
+
+    def _collect(self, idx: int) -> tuple[Tensor, Tensor, Tensor]:
+        s, y, q = zip(*self._eval.pop(idx))
+        return torch.cat(s), torch.cat(y), torch.cat(q)
+
+    def _metrics(self, idx: int, threshold: float | None = None) -> dict[str, float]:
+        s, y, q = self._collect(idx)
+        return task_metrics(self.task_type, s, y, q, positive_threshold=self.positive_threshold,
+                            threshold=threshold)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx)
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval.clear()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or 0 not in self._eval:
+            self._eval.clear()
+            return
+        # Every rank evaluates the whole split (no sampler), so no cross-rank reduction is needed.
+        m = self._metrics(0)
+        self.log_dict({f"val/{k}": float(v) for k, v in m.items()}, sync_dist=False, rank_zero_only=False)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx)
+
+    def on_test_epoch_start(self) -> None:
+        self._eval.clear()
+
+    def on_test_epoch_end(self) -> None:
+        dev = self._metrics(0)
+        test = self._metrics(1, threshold=dev.get("threshold"))
+        self.test_results = {**{f"dev/{k}": float(v) for k, v in dev.items()},
+                             **{f"test/{k}": float(v) for k, v in test.items()}}
+        clean = {k: v for k, v in self.test_results.items() if math.isfinite(v)}
+        self.log_dict(clean, sync_dist=False)

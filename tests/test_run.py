@@ -1,0 +1,118 @@
+"""End to end: the real configs composed with Hydra's compose API, tiny fits on a tiny random BERT."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from bsc_lightning.data.synthetic import write_qqp_fixture
+from bsc_lightning.data.tasks import DataError
+from bsc_lightning.run import CONF_DIR, train
+
+
+def make_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture
+def base(tiny_bert, tmp_path) -> list[str]:
+    return [f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32", "trainer=cpu", "data.batch_size=8",
+            "data.limit_train=48", "data.limit_eval=40", "trainer.log_every_n_steps=1", "logger=csv",
+            f"data.cache_dir={tmp_path / 'cache'}", "data.chunk_tokens=128"]
+
+
+def task_overrides(task: str, shared: Path, tmp: Path) -> list[str]:
+    if task == "quora":
+        write_qqp_fixture(tmp / "qqp", n_train=200, n_dev=60)
+        return ["task=quora", f"task.data_dir={tmp / 'qqp'}", "task.options.train_size=100",
+                "task.options.dev_size=50"]
+    if task == "custom":
+        rows = ["text_a,text_b,label"] + [f"question number {i} here,answer {i % 7} there,{i % 2}" for i in range(60)]
+        for split in ("train", "dev", "test"):
+            (tmp / f"{split}.csv").write_text("\n".join(rows) + "\n")
+        return ["task=custom", f"task.data_dir={tmp}"]
+    return [f"task={task}", f"task.data_dir={shared / task}"]
+
+
+KEYS = {"stsb": ["spearman", "pearson"], "mrpc": ["f1", "accuracy", "ap", "threshold"],
+        "quora": ["f1", "threshold"], "wikiqa": ["map", "mrr", "p@1", "ndcg@1", "hp@1"],
+        "custom": ["f1", "threshold"]}
+
+CASES = [
+    ("stsb", "symmetric", []),
+    ("stsb", "combo", ["loss.bsc.normalization=coordinate", "loss.bsc.temperature=1.2"]),
+    ("stsb", "mse", []),
+    ("stsb", "cosent", []),
+    ("mrpc", "triplet", ["shuffle=no_duplicates"]),
+    ("mrpc", "symmetric", ["loss.learn_temperature=true", "shuffle=words"]),
+    ("quora", "symmetric", ["loss.normalization=coordinate", "loss.temperature=1.2"]),
+    ("wikiqa", "oneway", ["shuffle=none"]),
+    ("wikiqa", "symmetric", ["shuffle=example", "shuffle.options.group_size=4"]),
+    ("custom", "combo", []),
+]
+
+
+@pytest.mark.parametrize("task,loss,extra", CASES, ids=[f"{t}-{l}-{i}" for i, (t, l, _) in enumerate(CASES)])
+def test_tiny_fit_writes_metrics(base, shared_data, tmp_path, task, loss, extra):
+    cfg = make_cfg(base + task_overrides(task, shared_data, tmp_path) + [f"loss={loss}", "export=false"] + extra)
+    out = tmp_path / "run"
+    metrics = train(cfg, out)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == pytest.approx(metrics)
+    for split in ("dev", "test"):
+        for k in KEYS[task]:
+            assert f"{split}/{k}" in saved, (split, k, sorted(saved))
+    if "threshold" in KEYS[task]:  # the test split uses the dev-chosen threshold unchanged
+        assert saved["test/threshold"] == saved["dev/threshold"]
+    assert (out / "checkpoints" / "stage1-best.ckpt").is_file()
+    assert (out / "config.yaml").is_file()
+    assert list((out / "logs").rglob("metrics.csv"))
+
+
+def test_export_loads_in_sentence_transformers_and_automodel(base, shared_data, tmp_path):
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel
+
+    cfg = make_cfg(base + task_overrides("stsb", shared_data, tmp_path) + ["data.limit_train=16"])
+    out = tmp_path / "run"
+    train(cfg, out)
+    st = SentenceTransformer(str(out / "encoder"), device="cpu")
+    hf = AutoModel.from_pretrained(out / "encoder")
+    assert hf.config.hidden_size == 32
+    emb = st.encode(["a cat sits", "a dog runs"], convert_to_tensor=True)
+    assert emb.shape == (2, 32) and torch.isfinite(emb).all()
+
+
+def test_sequential_bsc_then_mse(base, shared_data, tmp_path):
+    cfg = make_cfg(base + task_overrides("stsb", shared_data, tmp_path) + ["experiment=stsb_bsc_then_mse",
+                                                                            "export=false"])
+    assert cfg.loss.name == "symmetric" and cfg.stage2.loss.name == "mse"
+    out = tmp_path / "run"
+    metrics = train(cfg, out)
+    assert (out / "checkpoints" / "stage1-best.ckpt").is_file()
+    assert (out / "checkpoints" / "stage2-best.ckpt").is_file()
+    assert "test/spearman" in metrics
+
+
+def test_cached_loss_fit(base, shared_data, tmp_path):
+    cfg = make_cfg(base + task_overrides("stsb", shared_data, tmp_path) + ["loss.cache_chunk_size=4",
+                                                                            "export=false"])
+    metrics = train(cfg, tmp_path / "run")
+    assert "test/spearman" in metrics
+
+
+def test_batch_larger_than_data_fails_before_training(base, shared_data, tmp_path):
+    cfg = make_cfg(base + task_overrides("stsb", shared_data, tmp_path) + ["data.batch_size=64"])
+    with pytest.raises(DataError, match="data.batch_size=64"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unknown_task_is_one_clear_error(base, tmp_path):
+    cfg = make_cfg(base + ["task.name=nope"])
+    with pytest.raises(DataError, match="nope"):
+        train(cfg, tmp_path / "run")
