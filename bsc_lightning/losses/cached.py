@@ -16,7 +16,8 @@ never fires and the caller averages gradients once with `all_reduce_grads`.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.distributed as dist
