@@ -8,9 +8,11 @@ step come from one coherent global batch.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -82,7 +84,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     """Yields this rank's slice of every global batch of the epoch, built lazily at iteration time
     (so `example`/`clusters` see the model as it is at the start of the epoch)."""
 
-    def __init__(self, dm: "PairDataModule") -> None:
+    def __init__(self, dm: PairDataModule) -> None:
         self.dm = dm
         self.epoch = 0
 
@@ -102,7 +104,7 @@ class PairDataModule(L.LightningDataModule):
     """Owns the task's pair tables, their token cache and batch construction.
 
     Args:
-        task: task name for `load_task`; task_options: its reader options (data_dir, train_size...).
+        task: task name for `load_task` (or a ready `Task`); task_options: its reader options.
         tokenizer: a Hugging Face tokenizer; max_length: truncation length in tokens.
         batch_size: pairs per device per step (global batch = batch_size × world size).
         shuffle: strategy name; shuffle_options: its constructor options.
@@ -111,7 +113,7 @@ class PairDataModule(L.LightningDataModule):
         train_positives_only: drop labelled-negative pairs from training (the paper's ablation).
     """
 
-    def __init__(self, task: str, tokenizer, *, task_options: dict | None = None, max_length: int = 128,
+    def __init__(self, task: str | Task, tokenizer, *, task_options: dict | None = None, max_length: int = 128,
                  batch_size: int = 32, eval_batch_size: int = 256, shuffle: str = "random",
                  shuffle_options: dict | None = None, seed: int = 0, chunk_tokens: int | None = 16384,
                  chunk_rows: int | None = None, length_aware: bool = True, num_workers: int = 0,
@@ -121,7 +123,9 @@ class PairDataModule(L.LightningDataModule):
         super().__init__()
         if batch_size < 1:
             raise DataError(f"data.batch_size={batch_size}: must be >= 1")
-        self.task_name, self.task_options = task, dict(task_options or {})
+        self._given_task = task if isinstance(task, Task) else None
+        self.task_name = task.name if isinstance(task, Task) else task
+        self.task_options = dict(task_options or {})
         self.tokenizer, self.max_length = tokenizer, max_length
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.strategy: Strategy = build_strategy(shuffle, **dict(shuffle_options or {}))
@@ -138,7 +142,7 @@ class PairDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.task is not None:
             return
-        task = load_task(self.task_name, **self.task_options)
+        task = self._given_task or load_task(self.task_name, **self.task_options)
         splits = dict(task.splits)
         if self.train_positives_only:
             tr = splits["train"]
@@ -198,12 +202,24 @@ class PairDataModule(L.LightningDataModule):
                                     embeddings=emb)
         batches = global_batches(order, self.batch_size * world, world, self.drop_last)
         seconds = time.perf_counter() - start
+        if world > 1:
+            self._check_same_order_on_all_ranks(order)
         stats = batch_stats(table, batches, emb)
         dropped = len(table) - sum(len(b) for b in batches)
         self._log_epoch({"batching/seconds": seconds, "batching/dropped_pairs": dropped,
                          **{f"batching/{k}": v for k, v in stats.items()}})
         self._epoch_cache = (epoch, batches)
         return batches
+
+    def _check_same_order_on_all_ranks(self, order: np.ndarray) -> None:
+        """The global batches are only coherent if every rank built the same order: verify it
+        (one 8-byte all-gather per epoch) instead of trusting it."""
+        digest = np.frombuffer(hashlib.sha1(np.ascontiguousarray(order).tobytes()).digest()[:8], dtype=np.int64)
+        mine = torch.from_numpy(digest.copy()).to(self.trainer.strategy.root_device)
+        everyone = self.trainer.strategy.all_gather(mine).reshape(-1)  # (world,)
+        if not bool((everyone == everyone[0]).all()):
+            raise RuntimeError(f"shuffle={self.strategy.name}: ranks built different epoch orders; the strategy "
+                               "must be deterministic given (seed, epoch) and the gathered embeddings")
 
     def _log_epoch(self, metrics: dict[str, float]) -> None:
         log.info("epoch batches: %s", {k: round(float(v), 4) for k, v in metrics.items()})
