@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -51,12 +51,12 @@ class Chunks:
     attention_mask: list[Tensor]
     inverse: Tensor
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Chunks":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Chunks:
         mv = [t.to(device, non_blocking=non_blocking) for t in self.input_ids]
         mm = [t.to(device, non_blocking=non_blocking) for t in self.attention_mask]
         return Chunks(mv, mm, self.inverse.to(device, non_blocking=non_blocking))
 
-    def pin_memory(self) -> "Chunks":
+    def pin_memory(self) -> Chunks:
         return Chunks([t.pin_memory() for t in self.input_ids], [t.pin_memory() for t in self.attention_mask],
                       self.inverse.pin_memory())
 
@@ -104,14 +104,14 @@ def pack_chunks(seqs: Sequence[Sequence[int]], pad_id: int, max_tokens: int | No
     ids, masks = [], []
     for pos in plan:
         width = int(lengths[pos].max())
-        x = torch.full((len(pos), width), pad_id, dtype=torch.long)  # (n_k, L_k)
-        m = torch.zeros((len(pos), width), dtype=torch.long)
+        x = np.full((len(pos), width), pad_id, dtype=np.int64)  # (n_k, L_k)
+        m = np.zeros((len(pos), width), dtype=np.int64)
         for r, p in enumerate(pos):
-            s = seqs[p]
-            x[r, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-            m[r, : len(s)] = 1
-        ids.append(x)
-        masks.append(m)
+            n = int(lengths[p])
+            x[r, :n] = seqs[p]
+            m[r, :n] = 1
+        ids.append(torch.from_numpy(x))
+        masks.append(torch.from_numpy(m))
     perm = torch.from_numpy(np.concatenate(plan))  # chunk-row k → original position perm[k]
     inverse = torch.empty_like(perm)
     inverse[perm] = torch.arange(len(perm))

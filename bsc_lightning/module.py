@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -59,6 +60,11 @@ class BSCModule(L.LightningModule):
         self.test_results: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------- training
+    def on_fit_start(self) -> None:
+        if self.cache_chunk_size is not None and str(self.trainer.precision).startswith("16"):
+            raise ValueError("loss.cache_chunk_size with trainer.precision=16-mixed is not supported (the "
+                             "gradient cache bypasses the loss scaler): use bf16-mixed or 32-true")
+
     def _split(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         emb = self.encoder(batch["chunks"])  # (2B, d)
         b = batch["labels"].shape[0]
@@ -91,8 +97,11 @@ class BSCModule(L.LightningModule):
     def _after_loss(self, out: Any, batch: dict[str, Any]) -> None:
         self._check_finite(out.loss)
         bsz = int(batch["labels"].shape[0])
-        self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=bsz)
-        self.log_dict({f"train/{k}": v for k, v in out.logs.items()}, batch_size=bsz)
+        # Under DDP each rank holds its share of the global loss (local_loss): only the mean over
+        # ranks is the global value. The reduction is a device collective, not a host sync.
+        sync = self.trainer.world_size > 1
+        self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=bsz, sync_dist=sync)
+        self.log_dict({f"train/{k}": v for k, v in out.logs.items()}, batch_size=bsz, sync_dist=sync)
 
     def _check_finite(self, loss: Tensor) -> None:
         """Stop with the step number when the loss stops being finite, without a sync every step."""

@@ -69,7 +69,7 @@ def build_trainer(cfg: DictConfig, out: Path, task: Task, stage: str, max_epochs
     ckpt = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=out / "checkpoints", filename=f"{stage}-best", monitor=f"val/{task.main_metric}",
         mode="max", save_top_k=1, save_weights_only=cfg.checkpoint.weights_only, enable_version_counter=False)
-    callbacks: list[Any] = [ckpt]
+    callbacks: list[Any] = [ckpt] + [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers: list[Any] = []
     if cfg.get("logger"):
         # CSV: one folder per stage; W&B names its runs itself (a fixed version would be a run id).

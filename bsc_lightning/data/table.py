@@ -6,8 +6,9 @@ detection is decided from the input texts once, here, and never from embeddings.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class PairTable:
         label: Sequence[float],
         qid: Sequence[int] | None = None,
         name: str = "",
-    ) -> "PairTable":
+    ) -> PairTable:
         """Build a table from parallel lists; ``qid`` defaults to the id of the first side's text."""
         index: dict[str, int] = {}
         texts: list[str] = []
@@ -77,7 +78,7 @@ class PairTable:
     def text_b(self) -> list[str]:
         return [self.texts[i] for i in self.b]
 
-    def subset(self, idx: Sequence[int] | np.ndarray, name: str | None = None) -> "PairTable":
+    def subset(self, idx: Sequence[int] | np.ndarray, name: str | None = None) -> PairTable:
         """Rows ``idx`` of the table; texts are kept (ids stay valid and comparable)."""
         idx = np.asarray(idx, dtype=np.int64)
         return PairTable(self.texts, self.a[idx], self.b[idx], self.label[idx], self.qid[idx],

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -55,13 +55,20 @@ def _fingerprint(tokenizer, max_length: int, texts: Sequence[str]) -> str:
 def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int, cache_dir: str | Path | None = None,
                    num_proc: int | None = None) -> TokenCache:
     """Token ids (with special tokens, truncated to ``max_length``, unpadded) for every text."""
-    import datasets
-
     if max_length < 2:
         raise ValueError(f"encoder.max_length={max_length}: needs room for the special tokens (>= 2)")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    try:
+        import datasets
+    except ImportError:  # a bare accelerator image: tokenise in memory, without the disk cache
+        ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
+        flat = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(offsets[-1]))
+        return TokenCache(flat, offsets, int(pad))
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_file = cache_dir / f"tokens-{_fingerprint(tokenizer, max_length, texts)}.arrow"
+    fingerprint = _fingerprint(tokenizer, max_length, texts)
+    cache_file = cache_dir / f"tokens-{fingerprint}.arrow"
 
     def encode(batch: dict) -> dict:
         out = tokenizer(batch["text"], truncation=True, max_length=max_length, add_special_tokens=True)
@@ -74,6 +81,7 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int, cache_dir: 
         ds = datasets.Dataset.from_dict({"text": list(texts)})
         ds = ds.map(encode, batched=True, batch_size=2000, remove_columns=["text"],
                     cache_file_name=str(cache_file), load_from_cache_file=True, num_proc=num_proc,
+                    new_fingerprint=fingerprint,  # ours; hashing the tokenizer with dill takes seconds
                     desc="tokenising")
     finally:
         if was_enabled:
@@ -83,5 +91,4 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int, cache_dir: 
     ids = np.asarray(col.values, dtype=np.int32)
     if offsets[0] != 0:
         ids, offsets = ids[offsets[0]:], offsets - offsets[0]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return TokenCache(ids, offsets, int(pad))

@@ -1,0 +1,48 @@
+"""A 2-process DDP fit through Hydra's configs (trainer=ddp_sim: gloo on CPU, spawn)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+
+from bsc_lightning.run import train
+from test_run import make_cfg
+
+
+class BatchRecorder(L.Callback):
+    """Writes the training rows each rank saw, step by step, to <path>/rank<r>.json."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.steps = Path(path), []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.steps.append(batch["index"].tolist())
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.steps))
+
+
+@pytest.mark.parametrize("extra", [[], pytest.param(["loss.cache_chunk_size=4"], marks=pytest.mark.slow)],
+                         ids=["plain", "cached"])
+def test_ddp_sim_fit_end_to_end(tiny_bert, shared_data, tmp_path, extra):
+    rec = tmp_path / "batches"
+    cfg = make_cfg([f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32", "trainer=ddp_sim",
+                    "data.batch_size=4", "data.limit_train=42", "data.limit_eval=24", "logger=csv",
+                    f"data.cache_dir={tmp_path / 'cache'}", "task=stsb", f"task.data_dir={shared_data / 'stsb'}",
+                    "shuffle=example", "export=false", "+callbacks.rec._target_=test_ddp_run.BatchRecorder",
+                    f"+callbacks.rec.path={rec}"] + extra)
+    out = tmp_path / "run"
+    metrics = train(cfg, out)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert "test/spearman" in saved and saved == pytest.approx(metrics)
+    # one output folder for the run: child ranks wrote nothing of their own
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.yaml", "logs", "metrics.json"]
+    # each step: both ranks got equal, disjoint slices of one global batch; over the epoch every
+    # pair was seen once (42 pairs, global batch 8: 5 full batches + 2 of the last 2 kept, split 1 + 1)
+    r0, r1 = (json.loads((rec / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert [len(s) for s in r0] == [len(s) for s in r1] == [4, 4, 4, 4, 4, 1]
+    seen = [i for s in r0 + r1 for i in s]
+    assert sorted(seen) == list(range(42))
