@@ -6,9 +6,9 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from test_run import make_cfg
 
 from bsc_lightning.run import train
-from test_run import make_cfg
 
 
 class BatchRecorder(L.Callback):
