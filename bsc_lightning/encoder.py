@@ -70,26 +70,34 @@ class Chunks:
 
 
 def plan_chunks(lengths: np.ndarray, max_tokens: int | None = None, max_rows: int | None = None,
-                length_aware: bool = True) -> list[np.ndarray]:
+                length_aware: bool = True, max_waste: float = 0.25, min_chunk_tokens: int | None = None) -> list[np.ndarray]:
     """Split sequence positions into chunks; each chunk's padded size (rows × longest) ≤ max_tokens.
 
-    length_aware sorts by length first (descending, stable) so each chunk pads to a similar length;
-    without it the order is kept and chunks only bound memory. A single sequence always fits.
+    length_aware sorts by length first (descending, stable) so each chunk pads to a similar length, and
+    also closes a chunk early once it holds ``min_chunk_tokens`` real tokens and the next sequence is
+    more than ``max_waste`` shorter than the chunk's longest: without that, a small batch lands in one
+    chunk and short questions pad to answer length (worse than padding each side on its own).
+    ``min_chunk_tokens`` defaults to min(2048, a quarter of the batch's real tokens): big enough to keep
+    an accelerator busy, small enough that a small batch still splits by length.
+    Without length_aware the order is kept and chunks only bound memory. A single sequence always fits.
     """
     n = len(lengths)
     order = np.argsort(-lengths, kind="stable") if length_aware else np.arange(n)
+    sorted_len = lengths[order].tolist()
+    if min_chunk_tokens is None:
+        min_chunk_tokens = min(2048, int(sum(sorted_len)) // 4)
     chunks, start = [], 0
     while start < n:
-        end = start + 1
-        longest = int(lengths[order[start]])
+        end, longest, real = start + 1, sorted_len[start], sorted_len[start]
         while end < n:
+            nxt = sorted_len[end]
+            width = max(longest, nxt)
             rows = end + 1 - start
-            longest_next = max(longest, int(lengths[order[end]]))
-            if max_rows is not None and rows > max_rows:
+            if (max_rows is not None and rows > max_rows) or (max_tokens is not None and rows * width > max_tokens):
                 break
-            if max_tokens is not None and rows * longest_next > max_tokens:
+            if length_aware and real >= min_chunk_tokens and nxt < (1.0 - max_waste) * longest:
                 break
-            longest = longest_next
+            longest, real = width, real + nxt
             end += 1
         chunks.append(order[start:end])
         start = end
@@ -103,15 +111,12 @@ def pack_chunks(seqs: Sequence[Sequence[int]], pad_id: int, max_tokens: int | No
     plan = plan_chunks(lengths, max_tokens, max_rows, length_aware)
     ids, masks = [], []
     for pos in plan:
-        width = int(lengths[pos].max())
-        x = np.full((len(pos), width), pad_id, dtype=np.int64)  # (n_k, L_k)
-        m = np.zeros((len(pos), width), dtype=np.int64)
-        for r, p in enumerate(pos):
-            n = int(lengths[p])
-            x[r, :n] = seqs[p]
-            m[r, :n] = 1
+        lens = lengths[pos]
+        mask = np.arange(int(lens.max()))[None, :] < lens[:, None]  # (n_k, L_k), row-major = text order
+        x = np.full(mask.shape, pad_id, dtype=np.int64)
+        x[mask] = np.concatenate([seqs[p] for p in pos])
         ids.append(torch.from_numpy(x))
-        masks.append(torch.from_numpy(m))
+        masks.append(torch.from_numpy(mask.astype(np.int64)))
     perm = torch.from_numpy(np.concatenate(plan))  # chunk-row k → original position perm[k]
     inverse = torch.empty_like(perm)
     inverse[perm] = torch.arange(len(perm))

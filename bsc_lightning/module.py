@@ -46,7 +46,7 @@ class BSCModule(L.LightningModule):
     def __init__(self, encoder: Encoder, loss: nn.Module, *, task_type: str, positive_threshold: float,
                  main_metric: str, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  warmup_ratio: float = 0.1, temperature_lr: float = 1e-3, grad_clip: float | None = 1.0,
-                 cache_chunk_size: int | None = None, nan_check_every: int = 1) -> None:
+                 cache_chunk_size: int | None = None, nan_check_every: int = 50) -> None:
         super().__init__()
         self.encoder, self.loss = encoder, loss
         self.task_type, self.positive_threshold, self.main_metric = task_type, positive_threshold, main_metric

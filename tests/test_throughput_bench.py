@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
+import torch
 from conftest import ROOT, SHARED_DATA
 
 
 def load_bench():
     spec = importlib.util.spec_from_file_location("bench_throughput", ROOT / "bench" / "throughput.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -24,13 +23,18 @@ def test_throughput_bench_smoke(tiny_bert: str, tmp_path: Path) -> None:
     bench = load_bench()
     out = tmp_path / "bench.json"
     # STS-B is used when the shared data is present; otherwise the script skips it with a note.
+    # One thread (on a shared 2-core machine two spinning threads are several times slower), CPU time.
     argv = ["--device", "cpu", "--models", tiny_bert, "--batch-sizes", "4", "--data", "synthetic", "stsb",
-            "--steps", "2", "--warmup", "1", "--token-batch-sizes", "8", "--data-dir", str(SHARED_DATA),
-            "--json", str(out), "--markdown", str(tmp_path / "bench.md")]
-    report = bench.main(argv)
+            "--steps", "2", "--warmup", "1", "--threads", "1", "--cpu-time", "--token-batch-sizes", "8",
+            "--data-dir", str(SHARED_DATA), "--json", str(out), "--markdown", str(tmp_path / "bench.md")]
+    threads = torch.get_num_threads()
+    try:
+        report = bench.main(argv)
+    finally:
+        torch.set_num_threads(threads)  # the rest of the session keeps its setting
 
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
-    assert {"device", "command", "steps", "warmup", "results", "padding", "notes"} <= set(report)
+    assert {"device", "clock", "command", "steps", "warmup", "results", "padding", "notes"} <= set(report)
     datas = ["synthetic"] + (["stsb"] if (SHARED_DATA / "stsb").is_dir() else [])
     rows = report["results"]
     assert [(r["data"], r["path"]) for r in rows] == [(d, p) for d in datas for p in bench.PATHS]
