@@ -4,7 +4,8 @@
         [--plot results.png] [--markdown results.md]
 
 A run is a folder holding metrics.json and config.yaml (what bsc_lightning.run writes). Runs are grouped
-by every config value that differs between runs, except the seed.
+by the command-line overrides that differ between runs (Hydra's .hydra/overrides.yaml), except the seed;
+without those files, by every config value that differs.
 """
 from __future__ import annotations
 
@@ -32,10 +33,15 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def load_runs(root: Path) -> list[tuple[dict[str, Any], dict[str, float]]]:
+    """(setting, metrics) per run; the setting is the run's overrides when Hydra recorded them."""
     runs = []
     for m in sorted(root.rglob("metrics.json")):
+        overrides = m.parent / ".hydra" / "overrides.yaml"
         cfg_file = m.parent / "config.yaml"
-        cfg = _flatten(yaml.safe_load(cfg_file.read_text())) if cfg_file.is_file() else {}
+        if overrides.is_file():
+            cfg = dict(o.split("=", 1) for o in yaml.safe_load(overrides.read_text()) if "=" in o)
+        else:
+            cfg = _flatten(yaml.safe_load(cfg_file.read_text())) if cfg_file.is_file() else {}
         runs.append((cfg, json.loads(m.read_text())))
     return runs
 
