@@ -414,3 +414,25 @@ def test_bf16_autocast_inputs(loss):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = finite_with_grad(loss, q.bfloat16(), a.bfloat16(), y, (DUP_A, DUP_B))
     assert out.loss.dtype == torch.float32
+
+
+@pytest.mark.parametrize("normalization", ["l2", "coordinate"])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_row_blocks_give_the_same_loss_and_gradients(normalization, symmetric):
+    """row_block trades memory for recomputation; value and gradients must not change."""
+    g = torch.Generator().manual_seed(3)
+    q0, a0 = torch.randn(37, 6, generator=g, dtype=torch.float64), torch.randn(37, 6, generator=g, dtype=torch.float64)
+    labels = (torch.rand(37, generator=g, dtype=torch.float64) > 0.3).to(torch.float64)
+    dup_a, dup_b = torch.randint(0, 20, (37,), generator=g), torch.randint(0, 25, (37,), generator=g)
+    results = []
+    for block in (None, 8):
+        q, a = q0.clone().requires_grad_(), a0.clone().requires_grad_()
+        scale = torch.tensor(7.0, dtype=torch.float64, requires_grad=True)
+        t = bsc_loss_terms(q, a, labels, logit_scale=scale, normalization=normalization, symmetric=symmetric,
+                           dup_a=dup_a, dup_b=dup_b, row_block=block)
+        t.loss.backward()
+        results.append((t.loss.detach(), t.acc, q.grad, a.grad, scale.grad))
+    for x, y in zip(*results):
+        torch.testing.assert_close(y, x, atol=1e-12, rtol=1e-10)
+    with pytest.raises(ValueError, match="row_block"):
+        bsc_loss_terms(q0, a0, row_block=0)

@@ -100,8 +100,8 @@ def test_sequential_bsc_then_mse(base, shared_data, tmp_path):
 
 
 def test_cached_loss_fit(base, shared_data, tmp_path):
-    cfg = make_cfg(base + task_overrides("stsb", shared_data, tmp_path) + ["loss.cache_chunk_size=4",
-                                                                            "export=false"])
+    extra = ["loss.cache_chunk_size=4", "loss.row_block=3", "export=false"]
+    cfg = make_cfg(base + task_overrides("stsb", shared_data, tmp_path) + extra)
     metrics = train(cfg, tmp_path / "run")
     assert "test/spearman" in metrics
 

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from torch import Tensor, nn
 
 from bsc_lightning.losses.distributed import (
@@ -99,6 +100,14 @@ def positive_pairs(labels: Tensor | None, threshold: float, n: int, device: torc
     return labels > threshold
 
 
+def _same_rows(ids: Tensor | None, lo: int, hi: int, cols: Tensor) -> Tensor:
+    """(hi − lo, N) bool: text equality of rows lo..hi with every pair (identity when ids are unknown)."""
+    if ids is None:
+        return cols[lo:hi, None] == cols[None, :]
+    ids = ids.to(cols.device)
+    return ids[lo:hi, None] == ids[None, :]
+
+
 def _direction(
     rows: Tensor,
     cols: Tensor,
@@ -161,6 +170,7 @@ def bsc_loss_terms(
     same_side_negatives: bool = False,
     logit_scale: Tensor | float | None = None,
     rows: slice | None = None,
+    row_block: int | None = None,
 ) -> BSCTerms:
     """BSC loss (eq. 1 with eq. 5 masking) and its parts on a batch of N pairs.
 
@@ -170,9 +180,12 @@ def bsc_loss_terms(
     distributed batch — and returns per direction (sum of the positive-row losses over ``rows``)
     · N / len(rows) / (positive rows in all N): the average of this over W equal disjoint slices is
     exactly the full-batch value, as is the average of its gradients (what DDP computes).
-    A batch without positive pair gives 0, still connected to the graph.
+    A batch without positive pair gives 0, still connected to the graph. ``row_block`` computes the
+    rows in blocks of that many, recomputed in backward: same value and gradient, memory O(row_block·N).
     """
     check_pair_inputs(q, a, labels, dup_a, dup_b)
+    if row_block is not None and row_block < 1:
+        raise ValueError(f"row_block must be >= 1 or None, got {row_block}")
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     if reduction not in REDUCTIONS:
@@ -199,30 +212,40 @@ def bsc_loss_terms(
 
         positive = positive_pairs(labels, positive_threshold, n_all, device)  # (N,)
         num_positive = positive.sum()
-        # Row weights: 1/#positives for positive rows, 0 for labelled negatives (eq. 5); the factor
-        # N / n makes the W rank-partial values average to the global mean.
-        row_weight = positive[start:stop].to(dtype) * (n_all / (stop - start))  # (n,)
-        row_weight = row_weight / num_positive.clamp_min(1).to(dtype)  # (n,)
+        cols = torch.arange(n_all, device=device)  # (N,)
 
-        eq_a = same_text(dup_a, n_all, device)[start:stop]  # (n, N)
-        eq_b = same_text(dup_b, n_all, device)[start:stop]  # (n, N)
-        diag = torch.arange(start, stop, device=device)[:, None] == torch.arange(n_all, device=device)  # (n, N)
-        common = {
-            "positive": positive,
-            "diag": diag,
-            "logit_scale": logit_scale,
-            "duplicates": duplicates,
-            "same_side_negatives": same_side_negatives,
-        }
+        def block(lo: int, hi: int, qn: Tensor, an: Tensor, logit_scale: Tensor | float) -> tuple[Tensor, ...]:
+            # Row weights: 1/#positives for positive rows, 0 for labelled negatives (eq. 5); the factor
+            # N / n makes the W rank-partial values average to the global mean.
+            w = positive[lo:hi].to(dtype) * (n_all / (stop - start))  # (b,)
+            w = w / num_positive.clamp_min(1).to(dtype)  # (b,)
+            eq_a = _same_rows(dup_a, lo, hi, cols)  # (b, N)
+            eq_b = _same_rows(dup_b, lo, hi, cols)  # (b, N)
+            common = {"positive": positive, "diag": cols[lo:hi, None] == cols[None, :], "logit_scale": logit_scale,
+                      "duplicates": duplicates, "same_side_negatives": same_side_negatives}
+            per_qa, correct = _direction(qn[lo:hi], an, qn, eq_a, eq_b, **common)  # (b,), (b,)
+            out = [(per_qa * w).sum(), (correct.to(dtype) * w).sum()]
+            if symmetric:
+                per_aq, _ = _direction(an[lo:hi], qn, an, eq_b, eq_a, **common)  # (b,)
+                out.append((per_aq * w).sum())
+            return tuple(out)
 
-        per_qa, correct = _direction(qn[start:stop], an, qn, eq_a, eq_b, **common)  # (n,), (n,)
-        loss_qa = (per_qa * row_weight).sum()
-        acc = (correct.to(dtype) * row_weight).sum().detach()
+        # row_block: rows in blocks, each recomputed in backward (checkpoint), so the logits and masks
+        # held at once are (row_block, N) instead of (n, N) — what makes a 65k-pair batch fit.
+        size = row_block or (stop - start)
+        parts = []
+        for lo in range(start, stop, size):
+            hi = min(lo + size, stop)
+            if row_block:
+                parts.append(checkpoint(block, lo, hi, qn, an, logit_scale, use_reentrant=False))
+            else:
+                parts.append(block(lo, hi, qn, an, logit_scale))
+        loss_qa = torch.stack([p[0] for p in parts]).sum()
+        acc = torch.stack([p[1] for p in parts]).sum().detach()
         loss_aq = None
         loss = loss_qa
         if symmetric:
-            per_aq, _ = _direction(an[start:stop], qn, an, eq_b, eq_a, **common)  # (n,)
-            loss_aq = (per_aq * row_weight).sum()
+            loss_aq = torch.stack([p[2] for p in parts]).sum()
             loss = loss_qa + loss_aq if reduction == "sum" else (loss_qa + loss_aq) / 2
     return BSCTerms(loss=loss, qa=loss_qa, aq=loss_aq, acc=acc, num_positive=num_positive)
 
@@ -295,8 +318,10 @@ class BSCLoss(nn.Module):
         same_side_negatives: bool = False,
         gather_with_grad: bool = True,
         local_loss: bool = True,
+        row_block: int | None = None,
     ) -> None:
         super().__init__()
+        self.row_block = row_block
         if temperature <= 0 or not 0 < temperature_min <= temperature_max:
             raise ValueError(
                 f"need temperature > 0 and 0 < temperature_min <= temperature_max, got "
@@ -372,6 +397,7 @@ class BSCLoss(nn.Module):
             duplicates=self.duplicates,
             same_side_negatives=self.same_side_negatives,
             rows=rows,
+            row_block=self.row_block,
         )
         logs = {"bsc": terms.loss.detach(), "bsc_qa": terms.qa.detach()}
         if terms.aq is not None:
