@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from bsc_lightning.losses.distributed import (
     check_equal_batches,
