@@ -50,6 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bsc_lightning.encoder import EMBEDDED_MINILM, Chunks, Encoder, load_tokenizer, pack_chunks
 from bsc_lightning.losses.bsc import BSCLoss
+
+ROW_BLOCK: int | None = None  # set from --row-block
 from bsc_lightning.losses.cached import cached_loss_backward
 
 MAX_LENGTH = 64
@@ -163,7 +165,7 @@ class Bench:
         self.tokenizer = load_tokenizer(EMBEDDED_MINILM)
         self.pad_id = int(self.tokenizer.pad_token_id)
         self.encoder = Encoder(EMBEDDED_MINILM).to(device)
-        self.loss_fn = BSCLoss(temperature=TEMPERATURE).to(device)
+        self.loss_fn = BSCLoss(temperature=TEMPERATURE, row_block=ROW_BLOCK).to(device)
         self.opt = torch.optim.AdamW(self.encoder.parameters(), lr=2e-5)
         self.meter = MemoryMeter(device)
         # Warm-up: allocate gradients and AdamW moments, so the baseline holds them.
@@ -209,7 +211,7 @@ def loss_only(device: torch.device, batch: int, steps: int, dim: int = 384) -> R
     """Forward + backward of the BSC loss alone on random (2B, dim) embeddings: the floor under the
     cached path, which still computes the loss on the whole batch at once (B x B logits per direction)."""
     torch.manual_seed(0)
-    loss_fn = BSCLoss(temperature=TEMPERATURE).to(device)
+    loss_fn = BSCLoss(temperature=TEMPERATURE, row_block=ROW_BLOCK).to(device)
     emb = torch.randn(2 * batch, dim, device=device, requires_grad=True)
     meter = MemoryMeter(device)
     meter.reset()
@@ -286,6 +288,7 @@ def sweep_cpu(args: argparse.Namespace) -> list[Result]:
             cmd += ["--threads", str(args.threads)] if args.threads else []
             cmd += ["--chunk", str(chunk)] if chunk is not None else []
             cmd += ["--bf16"] if args.bf16 else []
+            cmd += ["--row-block", str(args.row_block)] if args.row_block else []
             proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
             if proc.returncode != 0:  # e.g. killed by the OOM killer: report it, go on with the next series
                 print(proc.stderr[-2000:], file=sys.stderr)
@@ -370,8 +373,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--loss-batch-sizes", type=int, nargs="*", default=[],
                    help="also run the loss alone (no encoder) at these batch sizes")
+    p.add_argument("--row-block", type=int, help="BSCLoss(row_block=N): the loss in blocks of N rows (memory)")
     p.add_argument("--one", choices=("plain", "cached", "loss"), help=argparse.SUPPRESS)  # internal: one config
     args = p.parse_args(argv)
+    global ROW_BLOCK
+    ROW_BLOCK = args.row_block
     if args.one:  # the child gets its configuration spelled out; no chunk = one chunk per side
         return args
     batches, chunks = DEFAULTS[args.device]
