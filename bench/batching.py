@@ -1,7 +1,8 @@
-"""Benchmark: cost of one epoch's batch construction, relative to one epoch of training.
+"""Benchmark: cost of one epoch's batch construction, relative to one epoch of training; and group fill.
 
     python bench/batching.py [--n 364000] [--dim 384] [--batch-size 256] [--device cpu|cuda]
                              [--step-time SECONDS] [--json out.json]
+    python bench/batching.py --wikiqa ../shared/data/wikiqa [--embeddings minilm|random] [--batch-size 32]
 
 Builds a synthetic PairTable of n pairs (8-24-word first sides, ``--pairs-per-query`` pairs sharing each
 first side), random L2-normalised first-side embeddings (copies of a text share one), times one
@@ -10,7 +11,16 @@ The step time is given, or measured here: a few steps of a randomly initialised 
 (6 layers, hidden 384, mean pooling, symmetric in-batch softmax loss, AdamW) on random token ids.
 The paper reports about 8% extra training time for example-based shuffling.
 
-A script, not a test. Imports only torch, numpy, transformers (optional) and bsc_lightning.data.
+``--wikiqa DIR`` instead measures how well the grouping strategies fill their groups on real ranking
+data, where one question comes with ~10 candidate answers: WikiQA train, all pairs (unanswered
+questions included). First-side embeddings come from the embedded MiniLM (each distinct question
+encoded once, copies share it) or, with ``--embeddings random``, from random unit vectors per text.
+It prints one markdown row per strategy: mean group size, share of full groups, mean cosine between the
+distinct first sides of a group and of a batch, duplicate pairs per batch. ``example (rows)`` is
+Algorithm 1 as it was before the neighbour search moved to distinct texts, kept here as the baseline.
+
+A script, not a test. Imports only torch, numpy, transformers (optional) and bsc_lightning.data
+(plus bsc_lightning.encoder and pandas with ``--wikiqa``).
 """
 from __future__ import annotations
 
@@ -25,7 +35,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # run from a checkout without install
 
-from bsc_lightning.data.batching import batch_stats, build_strategy, global_batches
+from bsc_lightning.data.batching import ExampleShuffle, Strategy, batch_stats, build_strategy, global_batches
+from bsc_lightning.data.batching.base import _rng
+from bsc_lightning.data.batching.example import _next_anchors
+from bsc_lightning.data.neighbours import topk_cosine
 from bsc_lightning.data.table import PairTable
 
 DEFAULT_STRATEGIES = "random,words,clusters,no_duplicates,example"
@@ -100,6 +113,103 @@ def measure_step_time(batch_size: int, device: torch.device, seq_len: int = 32, 
     return (time.perf_counter() - start) / steps
 
 
+# ---------------------------------------------------------------------------------------------------
+# --wikiqa: group fill on real ranking data
+# ---------------------------------------------------------------------------------------------------
+
+def example_over_rows(table: PairTable, emb: torch.Tensor, seed: int, epoch: int, s: int = 8,
+                      n_candidates: int = 64, chunk_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Algorithm 1 before the fix: top-(n+1) neighbours over ROWS, identical first sides kept apart,
+    reversed. Copies of a text tie at cosine 1 and fill the candidate list, so groups stay small on
+    repeated first sides. Same seeded shuffle and anchor chunks as the old code, so same groups."""
+    n = len(table)
+    perm = _rng(seed, epoch).permutation(n)
+    used_b = bytearray(n)
+    used = np.frombuffer(used_b, dtype=np.uint8)
+    text = table.a.tolist()
+    out: list[int] = []
+    sizes: list[int] = []
+    ptr = 0
+    while True:
+        anchors, ptr = _next_anchors(perm, ptr, used, min(chunk_size, max(256, (n - len(out)) // (4 * s))))
+        if len(anchors) == 0:
+            break
+        cand = topk_cosine(emb[torch.from_numpy(anchors).to(emb.device)], emb, n_candidates + 1)  # (m, n+1)
+        for e, row in zip(anchors.tolist(), cand.cpu().tolist()):
+            if used_b[e]:
+                continue
+            used_b[e] = 1
+            group, seen = [e], {text[e]}
+            for j in row:
+                if len(group) == s:
+                    break
+                if used_b[j] or text[j] in seen:
+                    continue
+                seen.add(text[j])
+                used_b[j] = 1
+                group.append(j)
+            out.extend(group)
+            sizes.append(len(group))
+    return np.asarray(out[::-1], dtype=np.int64), np.asarray(sizes[::-1], dtype=np.int64)
+
+
+def wikiqa_embeddings(table: PairTable, kind: str, device: torch.device, seed: int) -> torch.Tensor:
+    """(N, d) L2-normalised first-side embeddings; each distinct text embedded once, copies share it."""
+    uniq, inv = np.unique(table.a, return_inverse=True)
+    if kind == "random":
+        g = torch.Generator().manual_seed(seed)
+        per_text = torch.randn(len(uniq), 384, generator=g)                              # (T, 384)
+    else:
+        from bsc_lightning.encoder import EMBEDDED_MINILM, Encoder, load_tokenizer
+        tok = load_tokenizer(EMBEDDED_MINILM)
+        seqs = tok([table.texts[i] for i in uniq], truncation=True, max_length=90)["input_ids"]
+        per_text = Encoder(EMBEDDED_MINILM).to(device).encode_ids(seqs, tok.pad_token_id, device=device)
+    per_text = torch.nn.functional.normalize(per_text.float(), dim=1).to(device)         # (T, d)
+    return per_text[torch.from_numpy(inv.reshape(-1)).to(device)]                        # (N, d)
+
+
+def group_fill(args: argparse.Namespace, device: torch.device) -> None:
+    from bsc_lightning.data.tasks import load_task
+
+    table = load_task("wikiqa", data_dir=args.wikiqa, answered_only=False).splits["train"]
+    t0 = time.perf_counter()
+    emb = wikiqa_embeddings(table, args.embeddings, device, args.seed)
+    print(f"WikiQA train: {len(table)} pairs, {len(np.unique(table.a))} distinct questions; "
+          f"{args.embeddings} embeddings in {time.perf_counter() - t0:.1f}s on {device}; "
+          f"batch {args.batch_size}, seed {args.seed}, epoch 0, shuffle defaults")
+    runs: dict[str, Strategy | None] = {"random": build_strategy("random"), "example (rows)": None,
+                                        "example": build_strategy("example"), "words": build_strategy("words"),
+                                        "clusters": build_strategy("clusters")}
+    print("| strategy | mean group size | full groups | group cosine | batch cosine | duplicates/batch | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    results = {}
+    for name, strat in runs.items():
+        start = time.perf_counter()
+        if strat is None:
+            order, sizes = example_over_rows(table, emb, args.seed, 0)
+        elif hasattr(strat, "grouped_order"):
+            order, sizes = strat.grouped_order(table, epoch=0, seed=args.seed, embeddings=emb)
+        else:
+            order = strat.order(table, epoch=0, seed=args.seed, batch_size=args.batch_size)
+            sizes = np.ones(len(order), dtype=np.int64)                  # no groups: singletons
+        seconds = time.perf_counter() - start
+        s = getattr(strat, "group_size", ExampleShuffle.group_size)
+        groups = np.split(order, np.cumsum(sizes)[:-1])
+        # batch_stats' intra_batch_cosine on the groups themselves: distinct first sides of a group
+        group_cos = batch_stats(table, groups, emb, max_cos_batches=len(groups))["intra_batch_cosine"]
+        stats = batch_stats(table, global_batches(order, args.batch_size), emb)
+        row = {"mean_group_size": float(sizes.mean()), "full_groups": float((sizes == s).mean()),
+               "group_cosine": group_cos, "batch_cosine": stats["intra_batch_cosine"],
+               "duplicates_per_batch": stats["duplicates_per_batch"], "seconds": seconds}
+        results[name] = row
+        print(f"| {name} | {row['mean_group_size']:.2f} | {100 * row['full_groups']:.1f}% | "
+              f"{group_cos:.3f} | {row['batch_cosine']:.3f} | {row['duplicates_per_batch']:.2f} | "
+              f"{seconds:.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"mode": "wikiqa", "embeddings": args.embeddings,
+                                               "batch_size": args.batch_size, "results": results}, indent=2))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=364_000)
@@ -114,8 +224,15 @@ def main() -> None:
     p.add_argument("--strategies", default=DEFAULT_STRATEGIES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
+    p.add_argument("--wikiqa", default=None, metavar="DIR",
+                   help="group-fill mode on WikiQA train (all pairs) read from DIR, instead of timings")
+    p.add_argument("--embeddings", choices=("minilm", "random"), default="minilm",
+                   help="--wikiqa: first-side embeddings from the embedded MiniLM or random unit vectors")
     args = p.parse_args()
     device = torch.device(args.device)
+    if args.wikiqa:
+        group_fill(args, device)
+        return
 
     t0 = time.perf_counter()
     table = synthetic_table(args.n, args.pairs_per_query, args.seed)

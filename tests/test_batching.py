@@ -1,9 +1,12 @@
 """Batch-construction strategies (Algorithms 1 and 2), global batches, rank slices and statistics."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from bsc_lightning.data.batching import (
     STRATEGIES,
@@ -17,7 +20,10 @@ from bsc_lightning.data.batching import (
     group_by_keys,
     rank_slice,
 )
+from bsc_lightning.data.neighbours import cluster_sums, kmeans
 from bsc_lightning.data.table import PairTable
+
+CONF_SHUFFLE = Path(__file__).resolve().parents[1] / "conf" / "shuffle"
 
 VOCAB = [f"w{i}" for i in range(40)]
 
@@ -53,6 +59,34 @@ def assert_permutation(order: np.ndarray, n: int) -> None:
     assert np.array_equal(np.sort(order), np.arange(n))
 
 
+def reference_example(table: PairTable, emb: torch.Tensor, *, seed: int, epoch: int, s: int, n_cand: int,
+                      apart: bool = True, reverse: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Algorithm 1 over ROWS as the paper states it, on a full similarity matrix: shuffle; for each
+    unused e its n+1 nearest rows, of which the first s − 1 unused ones (distinct first sides with
+    ``apart``) join e's group; groups concatenated, then reversed."""
+    n = len(table)
+    sims = (emb.double() @ emb.double().T).numpy()                     # (N, N)
+    used = np.zeros(n, dtype=bool)
+    out, sizes = [], []
+    for e in np.random.default_rng([seed, epoch]).permutation(n):
+        if used[e]:
+            continue
+        used[e] = True
+        group, seen = [e], {table.a[e]}
+        for j in np.argsort(-sims[e], kind="stable")[:n_cand + 1]:
+            if len(group) >= s:
+                break
+            if used[j] or (apart and table.a[j] in seen):
+                continue
+            used[j] = True
+            seen.add(table.a[j])
+            group.append(j)
+        out.extend(group)
+        sizes.append(len(group))
+    order, sz = np.asarray(out, dtype=np.int64), np.asarray(sizes, dtype=np.int64)
+    return (order[::-1], sz[::-1]) if reverse else (order, sz)
+
+
 # ------------------------------------------------------------------------------------------- registry
 
 def test_registry_and_builder():
@@ -62,6 +96,59 @@ def test_registry_and_builder():
     assert not build_strategy("words").needs_embeddings
     with pytest.raises(ValueError):
         build_strategy("nope")
+    with pytest.raises(ValueError, match=r"^shuffle\.options\.group_sise: not an option of shuffle=words"):
+        build_strategy("words", group_sise=4)
+
+
+# (strategy, key, bad value, words expected in the message)
+BAD_OPTIONS = [
+    ("example", {"group_size": 0}, "group_size", ">= 1"),
+    ("example", {"group_size": 2.5}, "group_size", "integer"),
+    ("example", {"group_size": True}, "group_size", "integer"),
+    ("example", {"n_candidates": -1}, "n_candidates", ">= 0"),
+    ("example", {"group_size": 8, "n_candidates": 6}, "n_candidates", ">= group_size - 1 = 7"),
+    ("example", {"keep_identical_apart": "yes"}, "keep_identical_apart", "true or false"),
+    ("example", {"reverse": 1}, "reverse", "true or false"),
+    ("example", {"chunk_size": 0}, "chunk_size", ">= 1"),
+    ("words", {"group_size": 0}, "group_size", ">= 1"),
+    ("words", {"shingle_words": 0}, "shingle_words", ">= 1"),
+    ("clusters", {"n_clusters": 0}, "n_clusters", ">= 1"),
+    ("clusters", {"group_size": -3}, "group_size", ">= 1"),
+    ("clusters", {"iters": 0}, "iters", ">= 1"),
+    ("no_duplicates", {"repair_budget": -1}, "repair_budget", ">= 0"),
+]
+
+
+@pytest.mark.parametrize("name, options, key, why", BAD_OPTIONS)
+def test_invalid_options_fail_at_construction_naming_the_key(name, options, key, why):
+    with pytest.raises(ValueError) as err:
+        build_strategy(name, **options)
+    msg = str(err.value)
+    assert msg.startswith(f"shuffle.options.{key}={options[key]!r} ") and "\n" not in msg
+    assert why in msg and f"(shuffle={name})" in msg
+    with pytest.raises(ValueError):                                    # the classes check too
+        STRATEGIES[name](**options)
+
+
+def test_boundary_options_are_accepted():
+    assert build_strategy("example", group_size=1, n_candidates=0).group_size == 1
+    assert build_strategy("example", group_size=5, n_candidates=4).n_candidates == 4
+    assert build_strategy("words", group_size=1, shingle_words=1).shingle_words == 1
+    assert build_strategy("clusters", n_clusters=1, group_size=1, iters=1).iters == 1
+    assert build_strategy("no_duplicates", repair_budget=0).repair_budget == 0
+
+
+@pytest.mark.parametrize("path", sorted(CONF_SHUFFLE.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_build_and_match_code_defaults(path):
+    cfg = yaml.safe_load(path.read_text())
+    s = build_strategy(cfg["name"], **(cfg["options"] or {}))
+    defaults = type(s)()
+    for key, value in (cfg["options"] or {}).items():
+        assert getattr(defaults, key) == value, f"{path.name}: {key} differs from the code default"
+
+
+def test_words_default_is_one_word_shingles():
+    assert WordsShuffle().shingle_words == 1                          # the authors' code
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -141,6 +228,87 @@ def test_example_batches_are_closer_than_random():
     assert cos["example"] > cos["random"] + 0.1, cos
 
 
+@pytest.mark.parametrize("s, n_cand, chunk", [(8, 64, 4096), (4, 10, 7), (1, 0, 4096), (3, 2, 1)])
+@pytest.mark.parametrize("apart", [True, False])
+def test_example_equals_reference_on_distinct_texts(s, n_cand, chunk, apart):
+    table = make_table(300)                                            # all first sides distinct
+    emb = torch.nn.functional.normalize(torch.randn(300, 16, generator=torch.Generator().manual_seed(3)), dim=1)
+    strat = ExampleShuffle(group_size=s, n_candidates=n_cand, keep_identical_apart=apart, chunk_size=chunk)
+    order, sizes = strat.grouped_order(table, epoch=2, seed=5, embeddings=emb)
+    ref_order, ref_sizes = reference_example(table, emb, seed=5, epoch=2, s=s, n_cand=n_cand, apart=apart)
+    assert np.array_equal(order, ref_order) and np.array_equal(sizes, ref_sizes)
+    assert strat.info["distinct_texts"] == 300 and strat.info["groups"] == len(ref_sizes)
+
+
+@pytest.mark.parametrize("copies", [10, 70])
+def test_example_fills_groups_when_first_sides_repeat(copies):
+    table = make_table(100 * copies, n_first=100)                      # each question `copies` times
+    emb, truth = clustered_embeddings(table, 20)                       # copies share one embedding
+    s = ExampleShuffle(group_size=8, n_candidates=64)
+    order, sizes = s.grouped_order(table, epoch=0, seed=0, embeddings=emb)
+    assert_permutation(order, len(table))
+    assert sizes.max() <= 8
+    assert sizes.mean() >= 0.9 * 8 and (sizes == 8).mean() >= 0.85
+    assert s.info["distinct_texts"] == 100 and s.info["mean_group_size"] == pytest.approx(sizes.mean())
+    groups = split_groups(order, sizes)
+    for g in groups:
+        assert len(np.unique(table.a[g])) == len(g)                    # distinct questions in a group
+    # groups are still neighbourhoods: mostly one embedding cluster
+    purity = np.mean([np.mean(truth[g] == np.bincount(truth[g]).argmax()) for g in groups if len(g) > 1])
+    assert purity > 0.6
+    # the search over rows (the old behaviour) fills the candidate list with copies: groups stay small,
+    # singletons when the copies alone exceed the n + 1 candidates
+    _, ref_sizes = reference_example(table, emb, seed=0, epoch=0, s=8, n_cand=64)
+    assert ref_sizes.mean() < (0.7 * 8 if copies == 10 else 1.2)
+
+
+def test_example_does_not_depend_on_the_anchor_chunking():
+    table = make_table(900, n_first=120)                               # 7-8 copies per question
+    emb, _ = clustered_embeddings(table, 15)
+    kw = {"epoch": 1, "seed": 4, "embeddings": emb}
+    base = ExampleShuffle(group_size=6, n_candidates=20).grouped_order(table, **kw)
+    for chunk in (1, 13):
+        for apart in (True, False):
+            o, sz = ExampleShuffle(group_size=6, n_candidates=20, chunk_size=chunk,
+                                   keep_identical_apart=apart).grouped_order(table, **kw)
+            if apart:
+                assert np.array_equal(o, base[0]) and np.array_equal(sz, base[1])
+            assert_permutation(o, len(table))
+
+
+def test_example_without_keep_apart_takes_the_anchor_copies_first():
+    table = make_table(800, n_first=100)                               # every first side 8 times
+    emb, _ = clustered_embeddings(table, 20)
+    order, sizes = ExampleShuffle(group_size=4, n_candidates=10, keep_identical_apart=False,
+                                  reverse=False).grouped_order(table, epoch=0, seed=0, embeddings=emb)
+    assert (sizes == 4).all()                                          # 8 copies = two full groups of them
+    for g in split_groups(order, sizes):
+        assert len(np.unique(table.a[g])) == 1
+
+
+@pytest.mark.parametrize("s", [1, 2, 3, 8])
+def test_groups_never_exceed_group_size(s):
+    table = make_table(400, n_first=50)
+    emb, _ = clustered_embeddings(table, 10)
+    for strat in (ExampleShuffle(group_size=s, n_candidates=max(s - 1, 16)),
+                  ExampleShuffle(group_size=s, n_candidates=max(s - 1, 16), keep_identical_apart=False),
+                  WordsShuffle(group_size=s), ClustersShuffle(group_size=s, n_clusters=5)):
+        order, sizes = strat.grouped_order(table, epoch=0, seed=0, embeddings=emb)
+        assert_permutation(order, len(table))
+        assert sizes.min() >= 1 and sizes.max() == s                   # bounded, and reached
+        assert strat.info["mean_group_size"] <= s
+
+
+def test_example_group_size_one_is_the_shuffle_reversed():
+    table = make_table(200, n_first=40)
+    emb, _ = clustered_embeddings(table, 5)
+    for apart in (True, False):
+        order, sizes = ExampleShuffle(group_size=1, n_candidates=64, keep_identical_apart=apart).grouped_order(
+            table, epoch=3, seed=1, embeddings=emb)
+        assert (sizes == 1).all() and len(sizes) == 200
+        assert np.array_equal(order, np.random.default_rng([1, 3]).permutation(200)[::-1])
+
+
 # ----------------------------------------------------------------------- Algorithm 2 (words, clusters)
 
 def test_group_by_keys_groups_equal_keys_in_chunks_of_k():
@@ -192,6 +360,52 @@ def test_clusters_groups_follow_kmeans_clusters():
     assert sizes.max() <= 8 and (sizes == 8).mean() > 0.8
     groups = split_groups(order, sizes)
     assert np.mean([len(set(truth[g])) == 1 for g in groups]) > 0.9
+
+
+def test_cluster_sums_match_a_float64_reference():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 12, generator=g)
+    labels = torch.randint(7, (1000,), generator=g)
+    labels[labels == 3] = 4                                            # cluster 3 empty
+    ref = np.zeros((7, 12))
+    np.add.at(ref, labels.numpy(), x.double().numpy())
+    for block in (1 << 26, 70):                                        # one block, many row blocks
+        got = cluster_sums(x, labels, 7, block_elems=block)
+        assert got.shape == (7, 12) and (got[3] == 0).all()
+        np.testing.assert_allclose(got.double().numpy(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_kmeans_is_deterministic_and_uses_no_scatter_add(monkeypatch):
+    table = make_table(1500, n_first=500)                              # copies share one vector
+    emb, truth = clustered_embeddings(table, 12, noise=0.1)
+
+    def banned(*args, **kwargs):
+        raise AssertionError("float scatter-adds are nondeterministic on CUDA")
+
+    for op in ("index_add_", "index_add", "scatter_add_", "scatter_add", "scatter_reduce_", "index_put_"):
+        monkeypatch.setattr(torch.Tensor, op, banned)
+    runs = [kmeans(emb, 12, 10, np.random.default_rng(7)) for _ in range(2)]
+    assert np.array_equal(runs[0], runs[1])
+    assert np.array_equal(kmeans(emb, 12, 10, np.random.default_rng(8)).shape, runs[0].shape)
+    # the clusters recover the generating centers (up to renaming)
+    pure = [np.bincount(truth[runs[0] == c]).max() / (runs[0] == c).sum() for c in np.unique(runs[0])]
+    assert np.mean(pure) > 0.9
+    o1 = ClustersShuffle(n_clusters=12).order(table, epoch=0, seed=0, batch_size=32, embeddings=emb)
+    o2 = ClustersShuffle(n_clusters=12).order(table, epoch=0, seed=0, batch_size=32, embeddings=emb)
+    assert np.array_equal(o1, o2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_kmeans_is_deterministic_on_cuda():
+    table = make_table(20000, n_first=5000)
+    emb, _ = clustered_embeddings(table, 64, dim=128, noise=0.5)
+    prev = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)                           # raises on a nondeterministic op
+    try:
+        runs = [kmeans(emb.cuda(), 64, 10, np.random.default_rng(0)) for _ in range(3)]
+    finally:
+        torch.use_deterministic_algorithms(prev)
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
 
 
 # ------------------------------------------------------------------------------------- no_duplicates
@@ -277,3 +491,18 @@ def test_batch_stats_counts_cross_side_duplicates():
     emb = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 1]]), dim=1)
     cos = batch_stats(table, [np.array([0, 1]), np.array([2, 3])], emb)["intra_batch_cosine"]
     assert cos == pytest.approx(1.0)
+
+
+def test_intra_batch_cosine_counts_distinct_first_sides_once():
+    # texts: "x" three times, "y" once, "z" once; x ⟂ y, x·z = 0.6, y·z = 0.8
+    table = PairTable.from_pairs(["x", "x", "x", "y", "z", "x"], [f"b{i}" for i in range(6)], np.ones(6))
+    per_text = {"x": [1.0, 0.0], "y": [0.0, 1.0], "z": [0.6, 0.8]}
+    emb = torch.tensor([per_text[table.texts[t]] for t in table.a])    # (6, 2), unit rows
+    stats = batch_stats(table, [np.array([0, 1, 2, 3])], emb)
+    assert stats["intra_batch_cosine"] == pytest.approx(0.0)           # only x·y; copies would give 0.5
+    stats = batch_stats(table, [np.array([0, 1, 3, 4])], emb)
+    assert stats["intra_batch_cosine"] == pytest.approx((0.0 + 0.6 + 0.8) / 3)
+    # a batch of copies only has no distinct pair: left out of the mean, nan when nothing is left
+    stats = batch_stats(table, [np.array([0, 1, 2, 5]), np.array([3, 4])], emb)
+    assert stats["intra_batch_cosine"] == pytest.approx(0.8)
+    assert np.isnan(batch_stats(table, [np.array([0, 1, 2, 5])], emb)["intra_batch_cosine"])

@@ -4,7 +4,9 @@ These are the two embedding kernels behind the batch-construction strategies of
 ``bsc_lightning.data.batching``: Algorithm 1 (``example``) needs the top-n cosine neighbours of many
 anchors, and the ``clusters`` variant of Algorithm 2 needs k-means cluster ids. Both are exact and
 chunked so that memory stays O(chunk × block) rather than O(N²); both take their randomness from a
-numpy ``Generator`` so the caller controls determinism per (seed, epoch).
+numpy ``Generator`` so the caller controls determinism per (seed, epoch), and neither uses an op that is
+nondeterministic on CUDA (matmul, topk, argmin, bincount of integers; no float scatter-adds), so ranks
+that run them on the same embeddings get the same result.
 """
 from __future__ import annotations
 
@@ -78,20 +80,43 @@ def _kmeanspp(x: torch.Tensor, k: int, rng: np.random.Generator, sample_per_cent
     return xs[torch.tensor(chosen, device=x.device)].clone()             # (k, d)
 
 
+def cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int,
+                 block_elems: int = DEFAULT_BLOCK_ELEMS) -> torch.Tensor:
+    """Sum (k, d) of the rows of x (N, d) in each of k clusters, bit-identical from run to run.
+
+    Why not ``index_add_`` (or ``scatter_add_`` / ``scatter_reduce``): on CUDA they accumulate with
+    atomics, so the order of the float additions, hence the last bits of the sums, changes from run to
+    run; a float ``cumsum`` (sort + segment sums) is not deterministic on CUDA either. Under DDP every
+    rank runs k-means on the same embeddings, and differing bits can flip a label and make ranks build
+    different orders. Here the sums are a product with the one-hot assignment matrix, in row blocks
+    fixed by N and ``block_elems``: a GEMM sums in an order fixed by the kernel (cuBLAS results are
+    bit-identical run to run on the same GPU model and library; the assignment step relies on it too).
+    Cost: one more N × k × d product per Lloyd step, the size of the assignment step.
+    """
+    rows = max(1, block_elems // max(k, 1))
+    ids = torch.arange(k, device=x.device)                               # (k,)
+    sums = torch.zeros((k, x.shape[1]), dtype=x.dtype, device=x.device)  # (k, d)
+    for start in range(0, x.shape[0], rows):
+        onehot = (labels[start:start + rows, None] == ids[None, :]).to(x.dtype)  # (rows, k)
+        sums += onehot.T @ x[start:start + rows]                         # (k, d)
+    return sums
+
+
 def kmeans(x: torch.Tensor, n_clusters: int, iters: int, rng: np.random.Generator,
            sample_per_center: int = 32, block_elems: int = DEFAULT_BLOCK_ELEMS) -> np.ndarray:
     """Lloyd's k-means with k-means++ seeding; returns the cluster id (N,) int64 of every row of x.
 
-    Runs on x's device in float32. Empty clusters keep their previous center (rare after ++ seeding and
-    harmless for batching: an empty cluster simply yields no group).
+    Runs on x's device in float32 and is deterministic there (``cluster_sums``; no scatter-adds). Empty
+    clusters keep their previous center (rare after ++ seeding and harmless for batching: an empty
+    cluster simply yields no group).
     """
     x = x.float()                                                        # (N, d)
     k = max(1, min(n_clusters, x.shape[0]))
     centers = _kmeanspp(x, k, rng, sample_per_center)                    # (k, d)
     for _ in range(iters):
         labels = _nearest_center(x, centers, block_elems)                # (N,)
-        sums = torch.zeros_like(centers).index_add_(0, labels, x)        # (k, d)
-        counts = torch.bincount(labels, minlength=k)                     # (k,)
-        filled = counts > 0
-        centers[filled] = sums[filled] / counts[filled, None].to(x.dtype)
+        sums = cluster_sums(x, labels, k, block_elems)                   # (k, d)
+        counts = torch.bincount(labels, minlength=k)                     # (k,) integer: exact
+        means = sums / counts.clamp_min(1)[:, None].to(x.dtype)          # (k, d)
+        centers = torch.where((counts > 0)[:, None], means, centers)
     return _nearest_center(x, centers, block_elems).cpu().numpy().astype(np.int64)
