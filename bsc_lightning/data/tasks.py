@@ -8,12 +8,15 @@ Local files are read tab-separated with quoting off: bare ``"`` occur in STS-B, 
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import importlib.util
 import inspect
+import io
+import json
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +51,30 @@ class Task:
 
 
 # ----------------------------------------------------------------------------------------- file reading
+def _read_text(path: Path) -> str:
+    """The file decoded as UTF-8 (a leading BOM dropped: MRPC has one); :class:`DataError` if not UTF-8.
+
+    Decoding the whole file at once (not through ``open``) keeps the error's byte offset relative to
+    the file, so the message can name the line.
+    """
+    data = path.read_bytes()
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        at = skip + e.start
+        line = data.count(b"\n", 0, at) + 1
+        column = at - (data.rfind(b"\n", 0, at) + 1) + 1
+        raise DataError(f"{path}: line {line}: not UTF-8 (byte 0x{data[at]:02x} at column {column}, "
+                        f"file offset {at}); re-save the file as UTF-8") from None
+
+
 def _read_delimited(path: Path, *, header: bool, min_fields: int, sep: str = "\t") -> pd.DataFrame:
     """All fields as str; extra trailing fields are dropped (STS-B: 197 train, 306 dev/test rows have 2)."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found; check task.data_dir (or BSC_DATA_DIR) or the file option")
-    # utf-8-sig drops MRPC's BOM; newline="" lets csv handle CRLF.
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f, delimiter=sep, quoting=csv.QUOTE_NONE))
+        raise DataError(f"{path}: file not found; check task.data_dir (or BSC_DATA_DIR)")
+    # newline="" lets csv handle CRLF, as open(newline="") would.
+    rows = list(csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=sep, quoting=csv.QUOTE_NONE))
     while rows and not rows[-1]:  # trailing blank lines
         rows.pop()
     columns = list(rows.pop(0)) if header and rows else list(range(min_fields))
@@ -67,18 +87,48 @@ def _read_delimited(path: Path, *, header: bool, min_fields: int, sep: str = "\t
     return pd.DataFrame([r[:width] for r in rows], columns=columns[:width] + list(range(len(columns), width)))
 
 
-def _read_any(path: Path) -> tuple[pd.DataFrame, int]:
-    """A custom file by extension; returns the frame and the file line of its first data row."""
+def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """One JSON object per line, blank lines skipped; returns the frame and each row's file line."""
+    records, lines = [], []
+    for n, text in enumerate(_read_text(path).split("\n"), start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {n}: not valid JSON ({e.msg} at column {e.colno}); "
+                            "fix the line (one JSON object per line)") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: line {n}: a JSON {type(record).__name__}, not an object; write one "
+                            '{"text_a": ..., "text_b": ..., "label": ...} object per line')
+        records.append(record)
+        lines.append(n)
+    return pd.DataFrame.from_records(records), lines
+
+
+def _read_any(path: Path) -> tuple[pd.DataFrame, int | list[int]]:
+    """A custom file by extension; returns the frame and the file line of its first data row (or of each)."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found; check the task.train_file/dev_file/test_file option")
+        raise DataError(f"{path}: file not found; check task.data_dir and "
+                        "task.options.train_file/dev_file/test_file")
     ext = path.suffix.lower()
     if ext == ".tsv":
         return _read_delimited(path, header=True, min_fields=0), 2
     if ext == ".csv":  # ordinary quoted CSV: commas inside texts need quotes
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"), 2
+        try:
+            return pd.read_csv(io.StringIO(_read_text(path)), dtype=str, keep_default_na=False), 2
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:  # pandas' own message names the line
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(f"{path}: not a valid CSV ({why}); quote fields that contain commas, "
+                            "or use a .tsv file") from None
     if ext == ".jsonl":
-        return pd.read_json(path, lines=True, dtype=False), 1
+        return _read_jsonl(path)
     raise DataError(f"{path}: unknown extension {ext!r}; use .csv, .tsv or .jsonl")
+
+
+def _line(first: int | Sequence[int], row: int) -> int:
+    """The file line of data row ``row``: ``first`` is the line of row 0, or each row's line."""
+    return first + row if isinstance(first, int) else int(first[row])
 
 
 def _need(df: pd.DataFrame, path: Path, cols: list[Any], hint: str = "") -> None:
@@ -87,31 +137,32 @@ def _need(df: pd.DataFrame, path: Path, cols: list[Any], hint: str = "") -> None
         raise DataError(f"{path}: missing column(s) {missing} (has {list(df.columns)}){hint}")
 
 
-def _texts(df: pd.DataFrame, col: Any, path: Path, first: int) -> list[str]:
+def _texts(df: pd.DataFrame, col: Any, path: Path, first: int | Sequence[int]) -> list[str]:
     s = df[col].astype(str).str.strip()
     bad = np.flatnonzero((s == "").to_numpy() | df[col].isna().to_numpy())
     if len(bad):
-        raise DataError(f"{path}: line {bad[0] + first}: empty text in column {col!r}; fix or remove the row")
+        raise DataError(f"{path}: line {_line(first, bad[0])}: empty text in column {col!r}; "
+                        "fix or remove the row")
     return s.tolist()
 
 
-def _labels(df: pd.DataFrame, col: Any, path: Path, first: int, lo: float, hi: float,
+def _labels(df: pd.DataFrame, col: Any, path: Path, first: int | Sequence[int], lo: float, hi: float,
             scale: float = 1.0, hint: str = "") -> np.ndarray:
     """Numeric labels divided by ``scale``, checked to lie in [lo, hi] after scaling."""
     y = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64) / scale
     bad = np.flatnonzero(np.isnan(y))
     if len(bad):
-        raise DataError(f"{path}: line {bad[0] + first}: label {df[col].iloc[bad[0]]!r} in column {col!r}"
-                        " is not a number; fix or remove the row")
+        raise DataError(f"{path}: line {_line(first, bad[0])}: label {df[col].iloc[bad[0]]!r} in column "
+                        f"{col!r} is not a number; fix or remove the row")
     bad = np.flatnonzero((y < lo) | (y > hi))
     if len(bad):
-        raise DataError(f"{path}: line {bad[0] + first}: label {df[col].iloc[bad[0]]!r} in column {col!r}"
-                        f" is out of range [{lo * scale:g}, {hi * scale:g}]{hint}")
+        raise DataError(f"{path}: line {_line(first, bad[0])}: label {df[col].iloc[bad[0]]!r} in column "
+                        f"{col!r} is out of range [{lo * scale:g}, {hi * scale:g}]{hint}")
     return y
 
 
-def _table(df: pd.DataFrame, col_a: Any, col_b: Any, y: np.ndarray, path: Path, first: int,
-           qid: Any = None, name: str = "") -> PairTable:
+def _table(df: pd.DataFrame, col_a: Any, col_b: Any, y: np.ndarray, path: Path,
+           first: int | Sequence[int], qid: Any = None, name: str = "") -> PairTable:
     """The pair table of two checked text columns and checked labels."""
     return PairTable.from_pairs(_texts(df, col_a, path, first), _texts(df, col_b, path, first), y, qid, name)
 
@@ -119,7 +170,7 @@ def _table(df: pd.DataFrame, col_a: Any, col_b: Any, y: np.ndarray, path: Path, 
 def _seeded_holdout(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """BASELINES.md: ``random.Random(seed).shuffle`` of the row indices; the last ``fraction`` is held out."""
     if not 0.0 < fraction < 1.0:
-        raise DataError(f"option dev_fraction={fraction} must lie in (0, 1); set task.dev_fraction")
+        raise DataError(f"option dev_fraction={fraction} must lie in (0, 1); set task.options.dev_fraction")
     idx = list(range(n))
     random.Random(seed).shuffle(idx)
     n_dev = round(n * fraction)
@@ -263,7 +314,7 @@ def _quora(data_dir: Any, split_seed: int, train_size: int | None = 10000, dev_s
         n_train = len(t) - dev_size if train_size is None else train_size
         if dev_size < 1 or n_train < 1 or dev_size + n_train > len(t):
             raise DataError(f"task 'quora': train_size={train_size} + dev_size={dev_size} do not fit the "
-                            f"{len(t)} train pairs; lower task.train_size / task.dev_size")
+                            f"{len(t)} train pairs; lower task.options.train_size / task.options.dev_size")
         idx = list(range(len(t)))
         random.Random(split_seed).shuffle(idx)
         return {"train": t.subset(idx[dev_size:dev_size + n_train], "quora/train"),
@@ -335,16 +386,16 @@ def _custom(data_dir: Any, split_seed: int, train_file: str | None = None, dev_f
     """
     if type not in DEFAULT_METRIC:
         raise DataError(f"task 'custom': option type={type!r}; "
-                        f"set task.type to one of {list(DEFAULT_METRIC)}")
+                        f"set task.options.type to one of {list(DEFAULT_METRIC)}")
     for key, value in (("train_file", train_file), ("test_file", test_file)):
         if not value:
-            raise DataError(f"task 'custom': option {key} is not set; set task.{key}=path/to/file")
+            raise DataError(f"task 'custom': option {key} is not set; set task.options.{key}=path/to/file")
     if not label_scale or label_scale <= 0:
-        raise DataError(f"task 'custom': label_scale={label_scale} must be > 0; set task.label_scale")
+        raise DataError(f"task 'custom': label_scale={label_scale} must be > 0; set task.options.label_scale")
     names = {"text_a": "text_a", "text_b": "text_b", "label": "label"}
     unknown = set(columns or {}) - {*names, "qid"}
     if unknown:
-        raise DataError(f"task 'custom': unknown key(s) {sorted(unknown)} in task.columns; "
+        raise DataError(f"task 'custom': unknown key(s) {sorted(unknown)} in task.options.columns; "
                         "use text_a, text_b, label, qid")
     names.update(dict(columns or {}))
     base = Path(data_dir).expanduser() if data_dir is not None else Path.cwd()
@@ -354,8 +405,8 @@ def _custom(data_dir: Any, split_seed: int, train_file: str | None = None, dev_f
         path = path if path.is_absolute() else base / path
         df, first = _read_any(path)
         _need(df, path, list(names.values()),
-              "; map them with task.columns={text_a: ..., text_b: ..., label: ...}")
-        y = _labels(df, names["label"], path, first, 0.0, 1.0, label_scale, "; set task.label_scale")
+              "; map them with task.options.columns={text_a: ..., text_b: ..., label: ...}")
+        y = _labels(df, names["label"], path, first, 0.0, 1.0, label_scale, "; set task.options.label_scale")
         qid = pd.factorize(df[names["qid"]].astype(str))[0] if "qid" in names else None
         return _table(df, names["text_a"], names["text_b"], y, path, first, qid, f"custom/{split}")
 
@@ -384,9 +435,24 @@ def load_task(name: str, data_dir: str | os.PathLike | None = None, *, split_see
     """
     reader = READERS.get(name)
     if reader is None:
-        raise DataError(f"unknown task {name!r}; set task.name to one of {sorted(READERS)}")
+        raise DataError(f"unknown task {name!r}; choose task=<name> with one of {sorted(READERS)}")
     known = [p for p in inspect.signature(reader).parameters if p not in ("data_dir", "split_seed")]
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise DataError(f"task {name!r}: unknown option(s) {unknown}; known options: {known or 'none'}")
+        raise DataError(f"task {name!r}: unknown option(s) {unknown}; remove task.options.{unknown[0]}, "
+                        f"known options: {known or 'none'}")
     return reader(data_dir, split_seed, **options)
+
+
+def require_positives(table: PairTable, threshold: float, loss_name: str) -> None:
+    """Raise :class:`DataError` when ``table`` (a training split) has no pair with ``label > threshold``.
+
+    Contrastive losses (BSC, triplet, ...) learn from positive pairs only; with none, every batch has
+    zero positives and training silently learns nothing, so the run must stop before it starts.
+    """
+    n_pos = int(np.count_nonzero(table.positives(threshold)))
+    if n_pos == 0:
+        name = table.name or "the training split"
+        raise DataError(f"{name}: no positive pair (label > {threshold:g}) among {len(table)} pairs, but "
+                        f"loss={loss_name} needs positives; fix the labels (or task.options.positive_threshold "
+                        "for task=custom), or use a loss that needs no positives: loss=mse")
