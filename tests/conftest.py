@@ -1,5 +1,10 @@
-"""Shared fixtures: a tiny random BERT (built locally, no hub), the real-data folder, and the config
-composer used by the end-to-end tests."""
+"""Shared fixtures: a tiny random BERT (built locally, no hub), tiny data folders in the original release
+layouts (`data_root`, written by tests/fixtures.py: every end-to-end test runs on them, so a fresh clone
+skips nothing), and the real-data folder ``../shared/data`` for extra tests that also run the real files.
+
+``BSC_TEST_NO_SHARED=1`` hides ``../shared/data`` (and an inherited ``BSC_DATA_DIR``) to simulate a fresh
+clone: ``BSC_TEST_NO_SHARED=1 python -m pytest -m "not slow" -rs`` must report no skip.
+"""
 from __future__ import annotations
 
 import os
@@ -16,9 +21,16 @@ os.environ.setdefault("BSC_NO_PROGRESS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+NO_SHARED = os.environ.get("BSC_TEST_NO_SHARED", "").strip().lower() in {"1", "true", "yes", "on"}
+if NO_SHARED:  # a fresh clone: no ../shared, and the Makefile's BSC_DATA_DIR points nowhere
+    os.environ.pop("BSC_DATA_DIR", None)
 
 
-def build_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+def shared_data_present() -> bool:
+    return not NO_SHARED and SHARED_DATA.is_dir()
+
+
+def build_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0, dropout: float = 0.1) -> Path:
     """A randomly initialised 2-layer BERT with the embedded MiniLM's tokenizer, saved to `path`."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
@@ -28,7 +40,8 @@ def build_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0
     tok = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_MINILM))
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=2 * hidden, max_position_embeddings=128)
+                     intermediate_size=2 * hidden, max_position_embeddings=128, hidden_dropout_prob=dropout,
+                     attention_probs_dropout_prob=dropout)
     BertModel(cfg, add_pooling_layer=False).save_pretrained(path)
     tok.save_pretrained(path)
     return path
@@ -40,7 +53,22 @@ def tiny_bert(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_bert_no_dropout(tmp_path_factory) -> str:
+    """The same tiny BERT without dropout: runs that must agree to rounding (DDP vs one process)."""
+    return str(build_tiny_bert(tmp_path_factory.mktemp("tiny_bert_no_dropout"), dropout=0.0))
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """stsb/, mrpc/, wikiqa/, qqp/ in the original layouts, ≈60–200 rows per split (tests/fixtures.py)."""
+    from fixtures import write_data_root
+
+    return write_data_root(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} not present")
+    """The real data folder; only for extra (slow) tests that ALSO run the real files."""
+    if not shared_data_present():
+        pytest.skip(f"real data folder {SHARED_DATA} not present" + (" (BSC_TEST_NO_SHARED)" if NO_SHARED else ""))
     return SHARED_DATA

@@ -27,19 +27,23 @@ class BatchRecorder(L.Callback):
 
 @pytest.mark.parametrize("extra", [[], pytest.param(["loss.cache_chunk_size=4"], marks=pytest.mark.slow)],
                          ids=["plain", "cached"])
-def test_ddp_sim_fit_end_to_end(tiny_bert, shared_data, tmp_path, extra):
+def test_ddp_sim_fit_end_to_end(tiny_bert, data_root, tmp_path, extra):
     rec = tmp_path / "batches"
     cfg = make_cfg([f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32", "trainer=ddp_sim",
                     "data.batch_size=4", "data.limit_train=42", "data.limit_eval=24", "logger=csv",
-                    f"data.cache_dir={tmp_path / 'cache'}", "task=stsb", f"task.data_dir={shared_data / 'stsb'}",
+                    f"data.cache_dir={tmp_path / 'cache'}", "task=stsb", f"task.data_dir={data_root / 'stsb'}",
                     "shuffle=example", "export=false", "+callbacks.rec._target_=test_ddp_run.BatchRecorder",
                     f"+callbacks.rec.path={rec}"] + extra)
     out = tmp_path / "run"
     metrics = train(cfg, out)
     saved = json.loads((out / "metrics.json").read_text())
     assert "test/spearman" in saved and saved == pytest.approx(metrics)
-    # one output folder for the run: child ranks wrote nothing of their own
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.yaml", "logs", "metrics.json"]
+    # one output folder for the run: child ranks wrote nothing of their own (no second logs/ or
+    # lightning_logs/, no rank folders); run.log is the run's text log when run.py writes one
+    names = {p.name for p in out.iterdir()}
+    assert {"checkpoints", "config.yaml", "logs", "metrics.json"} <= names <= {
+        "checkpoints", "config.yaml", "logs", "metrics.json", "run.log"}, sorted(names)
+    assert [p.name for p in (out / "logs").iterdir()] == ["stage1"], list((out / "logs").iterdir())
     # each step: both ranks got equal, disjoint slices of one global batch; over the epoch every
     # pair was seen once (42 pairs, global batch 8: 5 full batches + 2 of the last 2 kept, split 1 + 1)
     r0, r1 = (json.loads((rec / f"rank{r}.json").read_text()) for r in (0, 1))

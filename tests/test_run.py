@@ -1,20 +1,20 @@
-"""End to end: the real configs composed with Hydra's compose API, tiny fits on a tiny random BERT."""
+"""End to end: the real configs composed with Hydra's compose API, tiny fits on a tiny random BERT.
+
+Every fit reads the tiny data folders of `data_root` (tests/fixtures.py, the original release layouts),
+so nothing here needs ../shared/data; the slow `test_tiny_fit_on_real_data` also runs the real files.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from fixtures import make_cfg
 
-from bsc_lightning.data.synthetic import write_qqp_fixture
 from bsc_lightning.data.tasks import DataError
-from bsc_lightning.run import CONF_DIR, train
+from bsc_lightning.run import train
 
-
-def make_cfg(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+__all__ = ["make_cfg"]  # test_ddp_run and test_wiring compose configs through this module too
 
 
 @pytest.fixture
@@ -24,17 +24,17 @@ def base(tiny_bert, tmp_path) -> list[str]:
             f"data.cache_dir={tmp_path / 'cache'}", "data.chunk_tokens=128"]
 
 
-def task_overrides(task: str, shared: Path, tmp: Path) -> list[str]:
+def task_overrides(task: str, data: Path, tmp: Path) -> list[str]:
+    """The task and its data folder: ``data`` is a folder holding stsb/, mrpc/, wikiqa/, qqp/."""
     if task == "quora":
-        write_qqp_fixture(tmp / "qqp", n_train=200, n_dev=60)
-        return ["task=quora", f"task.data_dir={tmp / 'qqp'}", "task.options.train_size=100",
+        return ["task=quora", f"task.data_dir={data / 'qqp'}", "task.options.train_size=100",
                 "task.options.dev_size=50"]
     if task == "custom":
         rows = ["text_a,text_b,label"] + [f"question number {i} here,answer {i % 7} there,{i % 2}" for i in range(60)]
         for split in ("train", "dev", "test"):
             (tmp / f"{split}.csv").write_text("\n".join(rows) + "\n")
         return ["task=custom", f"task.data_dir={tmp}"]
-    return [f"task={task}", f"task.data_dir={shared / task}"]
+    return [f"task={task}", f"task.data_dir={data / task}"]
 
 
 KEYS = {"stsb": ["spearman", "pearson"], "mrpc": ["f1", "accuracy", "ap", "threshold"],
@@ -56,9 +56,20 @@ CASES = [
 
 
 @pytest.mark.parametrize("task,loss,extra", CASES, ids=[f"{t}-{l}-{i}" for i, (t, l, _) in enumerate(CASES)])
-def test_tiny_fit_writes_metrics(base, shared_data, tmp_path, task, loss, extra):
-    cfg = make_cfg(base + task_overrides(task, shared_data, tmp_path) + [f"loss={loss}", "export=false"] + extra)
-    out = tmp_path / "run"
+def test_tiny_fit_writes_metrics(base, data_root, tmp_path, task, loss, extra):
+    cfg = make_cfg(base + task_overrides(task, data_root, tmp_path) + [f"loss={loss}", "export=false"] + extra)
+    check_fit(cfg, tmp_path / "run", task, wandb="logger=wandb" in extra)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task,loss", [("stsb", "symmetric"), ("mrpc", "combo"), ("wikiqa", "symmetric")])
+def test_tiny_fit_on_real_data(base, shared_data, tmp_path, task, loss):
+    """In addition to the fixtures: the real release files (BOM, CRLF, 0x12, extra columns) end to end."""
+    cfg = make_cfg(base + task_overrides(task, shared_data, tmp_path) + [f"loss={loss}", "export=false"])
+    check_fit(cfg, tmp_path / "run", task)
+
+
+def check_fit(cfg, out: Path, task: str, wandb: bool = False) -> None:
     metrics = train(cfg, out)
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == pytest.approx(metrics)
@@ -69,16 +80,16 @@ def test_tiny_fit_writes_metrics(base, shared_data, tmp_path, task, loss, extra)
         assert saved["test/threshold"] == saved["dev/threshold"]
     assert (out / "checkpoints" / "stage1-best.ckpt").is_file()
     assert (out / "config.yaml").is_file()
-    if "logger=wandb" not in extra:
+    if not wandb:
         assert list((out / "logs").rglob("metrics.csv"))
 
 
-def test_export_loads_in_sentence_transformers_and_automodel(base, shared_data, tmp_path):
+def test_export_loads_in_sentence_transformers_and_automodel(base, data_root, tmp_path):
     import torch
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel
 
-    cfg = make_cfg(base + task_overrides("stsb", shared_data, tmp_path) + ["data.limit_train=16"])
+    cfg = make_cfg(base + task_overrides("stsb", data_root, tmp_path) + ["data.limit_train=16"])
     out = tmp_path / "run"
     train(cfg, out)
     st = SentenceTransformer(str(out / "encoder"), device="cpu")
@@ -88,8 +99,8 @@ def test_export_loads_in_sentence_transformers_and_automodel(base, shared_data, 
     assert emb.shape == (2, 32) and torch.isfinite(emb).all()
 
 
-def test_sequential_bsc_then_mse(base, shared_data, tmp_path):
-    cfg = make_cfg(base + task_overrides("stsb", shared_data, tmp_path) + ["experiment=stsb_bsc_then_mse",
+def test_sequential_bsc_then_mse(base, data_root, tmp_path):
+    cfg = make_cfg(base + task_overrides("stsb", data_root, tmp_path) + ["experiment=stsb_bsc_then_mse",
                                                                             "export=false"])
     assert cfg.loss.name == "symmetric" and cfg.stage2.loss.name == "mse"
     out = tmp_path / "run"
@@ -99,15 +110,15 @@ def test_sequential_bsc_then_mse(base, shared_data, tmp_path):
     assert "test/spearman" in metrics
 
 
-def test_cached_loss_fit(base, shared_data, tmp_path):
+def test_cached_loss_fit(base, data_root, tmp_path):
     extra = ["loss.cache_chunk_size=4", "loss.row_block=3", "export=false"]
-    cfg = make_cfg(base + task_overrides("stsb", shared_data, tmp_path) + extra)
+    cfg = make_cfg(base + task_overrides("stsb", data_root, tmp_path) + extra)
     metrics = train(cfg, tmp_path / "run")
     assert "test/spearman" in metrics
 
 
-def test_batch_larger_than_data_fails_before_training(base, shared_data, tmp_path):
-    cfg = make_cfg(base + task_overrides("stsb", shared_data, tmp_path) + ["data.batch_size=64"])
+def test_batch_larger_than_data_fails_before_training(base, data_root, tmp_path):
+    cfg = make_cfg(base + task_overrides("stsb", data_root, tmp_path) + ["data.batch_size=64"])
     with pytest.raises(DataError, match="data.batch_size=64"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -119,8 +130,8 @@ def test_unknown_task_is_one_clear_error(base, tmp_path):
         train(cfg, tmp_path / "run")
 
 
-def test_cpu_runs_are_deterministic(base, shared_data, tmp_path):
-    over = base + task_overrides("stsb", shared_data, tmp_path) + ["export=false", "data.limit_train=24"]
+def test_cpu_runs_are_deterministic(base, data_root, tmp_path):
+    over = base + task_overrides("stsb", data_root, tmp_path) + ["export=false", "data.limit_train=24"]
     first = train(make_cfg(over), tmp_path / "a")
     second = train(make_cfg(over), tmp_path / "b")
     assert first == second
