@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -22,6 +24,25 @@ from bsc_lightning.losses.cached import all_reduce_grads, cached_loss_backward
 from bsc_lightning.metrics import task_metrics
 
 log = logging.getLogger(__name__)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a step may draw from, as tensors and ints only (checkpoints load with weights_only)."""
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias", "norm.weight")
 
@@ -58,6 +79,7 @@ class BSCModule(L.LightningModule):
         self._bad_step: Tensor | None = None
         self._eval: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}
         self.test_results: dict[str, float] = {}
+        self.stage = "stage1"   # which stage of a sequential run this module trains (saved in checkpoints)
 
     # ------------------------------------------------------------------------------- training
     def on_fit_start(self) -> None:
@@ -145,6 +167,16 @@ class BSCModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, linear)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning saves no RNG state: without it a resumed run draws other dropout masks.
+        checkpoint["bsc"] = {"stage": self.stage, "rng": rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("bsc") or {}
+        if state.get("rng") is not None and self._trainer is not None and self.trainer.state.fn == "fit":
+            set_rng_state(state["rng"])
 
     # ------------------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict[str, Any], dataloader_idx: int) -> None:

@@ -9,6 +9,7 @@ step come from one coherent global batch.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -81,22 +82,24 @@ class PairCollator:
 
 
 class EpochBatchSampler(Sampler[list[int]]):
-    """Yields this rank's slice of every global batch of the epoch, built lazily at iteration time
-    (so `example`/`clusters` see the model as it is at the start of the epoch)."""
+    """Yields this rank's slice of every global batch of the current epoch, built at iteration time
+    (so `example`/`clusters` see the model as it is at the start of the epoch).
+
+    The epoch is read from the trainer when iteration starts: Lightning never calls ``set_epoch`` on a
+    custom batch sampler, so relying on it would replay epoch 0's order forever.
+    """
 
     def __init__(self, dm: PairDataModule) -> None:
         self.dm = dm
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.dm.num_train_batches()
 
     def __iter__(self) -> Iterator[list[int]]:
         rank, world = self.dm.rank_world()
-        for batch in self.dm.epoch_batches(self.epoch):
+        epoch = self.dm.current_epoch()
+        batches = self.dm.epoch_batches(epoch)
+        for batch in batches[self.dm.pop_resume_position(epoch):]:
             yield rank_slice(batch, rank, world).tolist()
 
 
@@ -137,9 +140,14 @@ class PairDataModule(L.LightningDataModule):
         self.task: Task | None = None
         self.tokens: dict[str, TokenCache] = {}
         self._epoch_cache: tuple[int, list[np.ndarray]] | None = None
+        self._resume_at: tuple[int, int] | None = None   # (epoch, batches already trained) after a resume
 
     # ----------------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            # A new fit (e.g. stage 2) builds its epochs from its own weights. Lightning calls `setup`
+            # before it restores a checkpoint into `load_state_dict`, so a resume survives this reset.
+            self._epoch_cache, self._resume_at = None, None
         if self.task is not None:
             return
         task = self._given_task or load_task(self.task_name, **self.task_options)
@@ -176,6 +184,9 @@ class PairDataModule(L.LightningDataModule):
         assert self.task is not None, "call setup() first"
         return self.task.splits["train"]
 
+    def current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
     def rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
         if trainer is None:
@@ -210,6 +221,41 @@ class PairDataModule(L.LightningDataModule):
                          **{f"batching/{k}": v for k, v in stats.items()}})
         self._epoch_cache = (epoch, batches)
         return batches
+
+    # ------------------------------------------------------------------------------ resume state
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to continue the epoch: its order and how many batches were trained.
+
+        Kept on the data module, not the loader: Lightning builds the train loader while configuring
+        the optimiser (``estimated_stepping_batches``), before it restores loop state, so a loader's
+        own ``load_state_dict`` would never be called on resume.
+
+        Tensors and ints only, so checkpoints load with ``weights_only=True``. ``processed`` counts the
+        batches whose optimiser step is done when Lightning saves (after a step or at epoch end).
+        """
+        if self._epoch_cache is None:
+            return {}
+        epoch, batches = self._epoch_cache
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed if self.trainer else 0
+        sizes = [len(b) for b in batches]
+        return {"epoch": epoch, "batches_done": int(done), "sizes": torch.tensor(sizes, dtype=torch.long),
+                "order": torch.from_numpy(np.concatenate(batches) if batches else np.empty(0, np.int64))}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        order = state["order"].numpy().astype(np.int64)
+        bounds = np.cumsum([0] + state["sizes"].tolist())
+        self._epoch_cache = (int(state["epoch"]), [order[i:j] for i, j in itertools.pairwise(bounds)])
+        self._resume_at = (int(state["epoch"]), int(state["batches_done"]))
+
+    def pop_resume_position(self, epoch: int) -> int:
+        """Batches of ``epoch`` to skip: those trained before the checkpoint we resumed from (once)."""
+        at, self._resume_at = self._resume_at, None
+        skip = at[1] if at is not None and at[0] == epoch else 0
+        if skip:
+            log.info("resuming epoch %d after its first %d batches", epoch, skip)
+        return skip
 
     def _check_same_order_on_all_ranks(self, order: np.ndarray) -> None:
         """The global batches are only coherent if every rank built the same order: verify it
@@ -265,16 +311,19 @@ class PairDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.check_batch_size()
+        # Own generators: a loader draws a base seed from its generator at every iter(); from the global
+        # one that draw would shift dropout's stream and break an exact resume.
         return DataLoader(_Indices(len(self.train_table)), batch_sampler=EpochBatchSampler(self),
-                          collate_fn=self._collator("train"), num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+                           collate_fn=self._collator("train"), num_workers=self.num_workers,
+                           pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+                           generator=torch.Generator().manual_seed(self.seed))
 
     def eval_dataloader(self, split: str) -> DataLoader:
         assert self.task is not None
         table = self.task.splits[split]
         return DataLoader(_Indices(len(table)), batch_size=self.eval_batch_size, shuffle=False,
                           collate_fn=self._collator(split), num_workers=self.num_workers,
-                          pin_memory=self.pin_memory)
+                          pin_memory=self.pin_memory, generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader("dev")

@@ -87,6 +87,8 @@ class TripletLoss(nn.Module):
     Logs ``triplet`` and ``triplets`` (number of valid triplets).
     """
 
+    needs_positives = True  # trains at loss 0 on a batch without one: the run checks the data first
+
     def __init__(self, margin: float = 0.5, positive_threshold: float = 0.5) -> None:
         super().__init__()
         self.margin = margin

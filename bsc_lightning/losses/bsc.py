@@ -304,6 +304,8 @@ class BSCLoss(nn.Module):
     hold the same batch size (checked, raises ValueError on all ranks).
     """
 
+    needs_positives = True  # trains at loss 0 on a batch without one: the run checks the data first
+
     def __init__(
         self,
         temperature: float = 0.1,
