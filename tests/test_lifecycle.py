@@ -166,6 +166,9 @@ def test_killed_run_resumes_to_the_same_result(tiny_bert, pairs, tmp_path):
     assert refused.returncode != 0 and "resume=true" in refused.stderr and "hydra.run.dir" in refused.stderr
     resumed = sh("resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # quiet console: no transformers load report, no Lightning advert, no library deprecation warnings
+    for noise in ("LOAD REPORT", "Tip:", "litmodels", "DeprecationWarning", "FutureWarning"):
+        assert noise not in resumed.stderr + resumed.stdout, noise
     got = json.loads((out / "metrics.json").read_text())
     assert got == pytest.approx(ref, rel=1e-6, abs=1e-7)
     # the logs of the first attempt are kept: epoch 0's rows are still there after the resume
