@@ -1,10 +1,12 @@
 """Benchmark: cost of one epoch's batch construction, relative to one epoch of training; and group fill.
 
-    python bench/batching.py [--n 364000] [--dim 384] [--batch-size 256] [--device cpu|cuda]
-                             [--step-time SECONDS] [--json out.json]
-    python bench/batching.py --wikiqa ../shared/data/wikiqa [--embeddings minilm|random] [--batch-size 32]
+    python -m bench.batching [--n 364000] [--dim 384] [--batch-size 256] [--device cpu|cuda]
+                             [--step-time SECONDS] [--threads N] [--json out.json]
+    python -m bench.batching --wikiqa ../shared/data/wikiqa [--embeddings minilm|random] [--batch-size 32]
 
-Builds a synthetic PairTable of n pairs (8-24-word first sides, ``--pairs-per-query`` pairs sharing each
+(from the repository root).
+
+Builds a synthetic PairTable of n pairs (8-24-word first sides from ``bench.synthetic``, ``--pairs-per-query`` pairs sharing each
 first side), random L2-normalised first-side embeddings (copies of a text share one), times one
 ``order`` call per strategy and divides by the time of a training epoch, (n / batch_size) × step_time.
 The step time is given, or measured here: a few steps of a randomly initialised MiniLM-sized encoder
@@ -19,22 +21,19 @@ It prints one markdown row per strategy: mean group size, share of full groups, 
 distinct first sides of a group and of a batch, duplicate pairs per batch. ``example (rows)`` is
 Algorithm 1 as it was before the neighbour search moved to distinct texts, kept here as the baseline.
 
-A script, not a test. Imports only torch, numpy, transformers (optional) and bsc_lightning.data
+A script, not a test. Imports only torch, numpy, transformers (optional), bsc_lightning.data and bench
 (plus bsc_lightning.encoder and pandas with ``--wikiqa``).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # run from a checkout without install
-
+from bench.common import add_common_args, device_name, heavy_modules, setup, stamp, write_json
+from bench.synthetic import synthetic_sentences
 from bsc_lightning.data.batching import ExampleShuffle, Strategy, batch_stats, build_strategy, global_batches
 from bsc_lightning.data.batching.base import _rng
 from bsc_lightning.data.batching.example import _next_anchors
@@ -44,34 +43,14 @@ from bsc_lightning.data.table import PairTable
 DEFAULT_STRATEGIES = "random,words,clusters,no_duplicates,example"
 
 
-def sentences(n: int, seed: int) -> list[str]:
-    """Synthetic 8-24-word sentences: the project's generator if present, else a Zipf word sampler."""
-    try:
-        from bsc_lightning.data.synthetic import synthetic_sentences
-        return synthetic_sentences(n, seed=seed)
-    except ImportError:
-        rng = np.random.default_rng(seed)
-        vocab = np.array([f"w{i}" for i in range(20000)], dtype=object)
-        p = 1.0 / np.arange(1, len(vocab) + 1)
-        lengths = rng.integers(8, 25, n)
-        words = vocab[rng.choice(len(vocab), size=int(lengths.sum()), p=p / p.sum())]
-        cuts = np.cumsum(lengths)[:-1]
-        return [" ".join(w) + f" {i}" for i, w in enumerate(np.split(words, cuts))]
-
-
 def synthetic_table(n: int, pairs_per_query: int, seed: int) -> PairTable:
     n_first = max(1, n // pairs_per_query)
-    firsts = [f"{s} q{i}" for i, s in enumerate(sentences(n_first, seed))]      # unique first sides
-    seconds = [f"{s} a{i}" for i, s in enumerate(sentences(n, seed + 1))]       # unique second sides
+    firsts = [f"{s} q{i}" for i, s in enumerate(synthetic_sentences(n_first, seed))]  # unique first sides
+    seconds = [f"{s} a{i}" for i, s in enumerate(synthetic_sentences(n, seed + 1))]   # unique second sides
     texts = firsts + seconds
     a = np.random.default_rng(seed).integers(0, n_first, n)
     a[:n_first] = np.arange(n_first)                      # every first side is used at least once
     return PairTable(texts, a, np.arange(n_first, n_first + n), np.ones(n, dtype=np.float32), a, "synthetic")
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure_step_time(batch_size: int, device: torch.device, seq_len: int = 32, steps: int = 3) -> float | None:
@@ -105,12 +84,10 @@ def measure_step_time(batch_size: int, device: torch.device, seq_len: int = 32, 
         opt.step()
 
     step()                                    # warm-up: allocator, kernels
-    sync(device)
-    start = time.perf_counter()
+    start = stamp(device)
     for _ in range(steps):
         step()
-    sync(device)
-    return (time.perf_counter() - start) / steps
+    return (stamp(device) - start) / steps
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -172,10 +149,10 @@ def group_fill(args: argparse.Namespace, device: torch.device) -> None:
     from bsc_lightning.data.tasks import load_task
 
     table = load_task("wikiqa", data_dir=args.wikiqa, answered_only=False).splits["train"]
-    t0 = time.perf_counter()
+    t0 = stamp(device)
     emb = wikiqa_embeddings(table, args.embeddings, device, args.seed)
     print(f"WikiQA train: {len(table)} pairs, {len(np.unique(table.a))} distinct questions; "
-          f"{args.embeddings} embeddings in {time.perf_counter() - t0:.1f}s on {device}; "
+          f"{args.embeddings} embeddings in {stamp(device) - t0:.1f}s on {device}; "
           f"batch {args.batch_size}, seed {args.seed}, epoch 0, shuffle defaults")
     runs: dict[str, Strategy | None] = {"random": build_strategy("random"), "example (rows)": None,
                                         "example": build_strategy("example"), "words": build_strategy("words"),
@@ -184,7 +161,7 @@ def group_fill(args: argparse.Namespace, device: torch.device) -> None:
     print("|---|---|---|---|---|---|---|")
     results = {}
     for name, strat in runs.items():
-        start = time.perf_counter()
+        start = stamp(device)
         if strat is None:
             order, sizes = example_over_rows(table, emb, args.seed, 0)
         elif hasattr(strat, "grouped_order"):
@@ -192,7 +169,7 @@ def group_fill(args: argparse.Namespace, device: torch.device) -> None:
         else:
             order = strat.order(table, epoch=0, seed=args.seed, batch_size=args.batch_size)
             sizes = np.ones(len(order), dtype=np.int64)                  # no groups: singletons
-        seconds = time.perf_counter() - start
+        seconds = stamp(device) - start
         s = getattr(strat, "group_size", ExampleShuffle.group_size)
         groups = np.split(order, np.cumsum(sizes)[:-1])
         # batch_stats' intra_batch_cosine on the groups themselves: distinct first sides of a group
@@ -205,17 +182,16 @@ def group_fill(args: argparse.Namespace, device: torch.device) -> None:
         print(f"| {name} | {row['mean_group_size']:.2f} | {100 * row['full_groups']:.1f}% | "
               f"{group_cos:.3f} | {row['batch_cosine']:.3f} | {row['duplicates_per_batch']:.2f} | "
               f"{seconds:.2f} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"mode": "wikiqa", "embeddings": args.embeddings,
-                                               "batch_size": args.batch_size, "results": results}, indent=2))
+    write_json(args.json, {"mode": "wikiqa", "embeddings": args.embeddings, "batch_size": args.batch_size,
+                           "results": results})
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p)  # --device, --threads, --json
     p.add_argument("--n", type=int, default=364_000)
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--batch-size", type=int, default=256, help="global batch size")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--step-time", type=float, default=None, help="seconds per training step (else measured)")
     p.add_argument("--steps", type=int, default=3, help="timed steps when measuring the step time")
     p.add_argument("--measure-batch", type=int, default=None,
@@ -223,13 +199,12 @@ def main() -> None:
     p.add_argument("--pairs-per-query", type=int, default=2, help="mean pairs sharing one first side")
     p.add_argument("--strategies", default=DEFAULT_STRATEGIES)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None)
     p.add_argument("--wikiqa", default=None, metavar="DIR",
                    help="group-fill mode on WikiQA train (all pairs) read from DIR, instead of timings")
     p.add_argument("--embeddings", choices=("minilm", "random"), default="minilm",
                    help="--wikiqa: first-side embeddings from the embedded MiniLM or random unit vectors")
-    args = p.parse_args()
-    device = torch.device(args.device)
+    args = p.parse_args(argv)
+    device = setup(args)
     if args.wikiqa:
         group_fill(args, device)
         return
@@ -240,8 +215,7 @@ def main() -> None:
     per_text = torch.nn.functional.normalize(torch.randn(len(table.texts), args.dim, generator=g), dim=1)
     emb = per_text[torch.from_numpy(table.a)].to(device)                                 # (N, dim)
     print(f"table: {len(table)} pairs, {len(np.unique(table.a))} distinct first sides, dim {args.dim}, "
-          f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
-          f"{torch.get_num_threads()} threads); built in {time.perf_counter() - t0:.1f}s")
+          f"device {device_name(device)}, {torch.get_num_threads()} threads; built in {time.perf_counter() - t0:.1f}s")
 
     step_time, source = args.step_time, "given"
     if step_time is None:
@@ -263,12 +237,10 @@ def main() -> None:
     strategies = {}
     for name, epoch in runs:
         s = strategies.setdefault(name, build_strategy(name))
-        sync(device)
-        start = time.perf_counter()
+        start = stamp(device)
         order = s.order(table, epoch=epoch, seed=args.seed, batch_size=args.batch_size,
                         embeddings=emb if s.needs_embeddings else None)
-        sync(device)
-        seconds = time.perf_counter() - start
+        seconds = stamp(device) - start
         stats = batch_stats(table, global_batches(order, args.batch_size), emb)
         key = name if epoch == 0 else f"{name}@epoch{epoch}"
         ratio = None if epoch_time is None else seconds / epoch_time
@@ -277,14 +249,12 @@ def main() -> None:
               + f"  | dup/batch {stats['duplicates_per_batch']:.2f}  intra-cos {stats['intra_batch_cosine']:.4f}"
               + "".join(f"  {k} {v:.3g}" for k, v in s.info.items()))
 
-    heavy = sorted(m for m in ("hydra", "omegaconf", "datasets", "lightning") if m in sys.modules)
+    heavy = heavy_modules()
     if heavy:
         print(f"warning: heavy modules were imported: {heavy}")
-    if args.json:
-        out = {"n": args.n, "dim": args.dim, "batch_size": args.batch_size, "device": str(device),
-               "step_time": step_time, "step_time_source": source, "epoch_time": epoch_time,
-               "strategies": results}
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    write_json(args.json, {"n": args.n, "dim": args.dim, "batch_size": args.batch_size, "device": str(device),
+                           "step_time": step_time, "step_time_source": source, "epoch_time": epoch_time,
+                           "strategies": results})
 
 
 if __name__ == "__main__":

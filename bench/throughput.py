@@ -1,7 +1,9 @@
 """Benchmark: training-step throughput of bsc_lightning against a raw PyTorch loop and sentence-transformers.
 
-    python bench/throughput.py [--device cpu|cuda] [--models minilm bert-base] [--batch-sizes ...]
+    python -m bench.throughput [--device cpu|cuda] [--models minilm bert-base] [--batch-sizes ...]
         [--data synthetic stsb wikiqa] [--steps N] [--warmup N] [--threads N] [--json F] [--markdown F]
+
+(from the repository root).
 
 In one process, on one device, the same batches of pairs go through every path (per model × data × batch):
 ``raw`` (a hand-written loop: HF AutoModel, mean pooling, each side padded to its own longest text, symmetric
@@ -17,13 +19,10 @@ bare accelerator image may lack pandas, datasets or sentence-transformers (those
 from __future__ import annotations
 
 import argparse
-import gc
-import json
 import logging
 import os
 import sys
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,19 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without install
+from bench.common import (
+    ROOT,
+    add_common_args,
+    cuda_peak_gib,
+    device_name,
+    markdown_table,
+    reset_peak,
+    setup,
+    stamp,
+    use_cpu_time,
+    write_json,
+)
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
@@ -42,20 +52,6 @@ PATHS = ("raw", "st", "bsc", "bsc_padded", "bsc_compiled")  # bsc_compiled: opt-
 DEFAULT_PATHS = PATHS[:4]
 SCALE = 20.0  # logit scale of every path (BSC temperature 1 / 20)
 LR, WEIGHT_DECAY, SEED = 2e-5, 0.01, 0
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# Wall time by default. --cpu-time switches to this process's CPU time: with one torch thread on a shared
-# CPU it leaves out the time the process waits for other jobs, which wall time on a busy machine does not.
-CLOCK = {"now": time.perf_counter}
-
-
-def now() -> float:
-    return CLOCK["now"]()
 
 
 # ------------------------------------------------------------------------------------------ models, data
@@ -80,7 +76,7 @@ def load_pool(data: str, n_synthetic: int, data_dir: Path) -> tuple[Any, str]:
     from bsc_lightning.data.table import PairTable
 
     if data == "synthetic":
-        from bsc_lightning.data.synthetic import synthetic_sentences
+        from bench.synthetic import synthetic_sentences
 
         a, b = synthetic_sentences(n_synthetic, seed=SEED), synthetic_sentences(n_synthetic, seed=SEED + 1)
         return PairTable.from_pairs(a, b, np.ones(n_synthetic), name="synthetic"), ""
@@ -141,20 +137,17 @@ def manual_loop(loss_fn: Any, params: Any, features: Any, texts: list, device: t
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY, fused=device.type == "cuda")
     out: dict[str, Any] = {"step_s": [], "e2e_s": [], "real": 0, "fed": 0}
     for k, sides in enumerate(texts):
-        sync(device)
-        t0 = now()
+        t0 = stamp(device)
         fa, fb = ({n: v.to(device) if torch.is_tensor(v) else v for n, v in features(t).items()}
                   for t in sides)
-        sync(device)
-        t1 = now()
+        t1 = stamp(device)
         # bf16 autocast on CUDA as the issue asks; fp32 on CPU (the Trainer path uses "32-true" there).
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = loss_fn(fa, fb)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        sync(device)
-        t2 = now()
+        t2 = stamp(device)
         if k >= warmup:
             out["step_s"].append(t2 - t1)
             out["e2e_s"].append(t2 - t0)
@@ -237,16 +230,14 @@ def run_bsc(path: str, table: Any, tokenizer: Any, batches: list[np.ndarray], ma
             self.ends: list[float] = []
 
         def on_train_batch_start(self, *args: Any) -> None:
-            sync(device)
-            self.starts.append(now())
+            self.starts.append(stamp(device))
 
         def on_train_batch_end(self, *args: Any) -> None:
-            sync(device)
-            self.ends.append(now())
+            self.ends.append(stamp(device))
 
     stub = table.subset(np.arange(1))  # dev / test must exist; never evaluated (limit_val_batches=0)
     task = Task(table.name, "classification", 0.5, "f1", {"train": table, "dev": stub, "test": stub})
-    dm = PairDataModule(task, tokenizer, max_length=max_length, batch_size=len(batches[0]), shuffle="random",
+    dm = PairDataModule(task, tokenizer, max_length=max_length, batch_size=len(batches[0]), strategy="random",
                         seed=SEED, chunk_tokens=chunk_tokens if length_aware else None,
                         length_aware=length_aware, cache_dir=cache_dir)
     dm.setup("fit")
@@ -289,7 +280,7 @@ def to_result(model: str, data: str, batch: int, path: str, out: dict[str, Any],
             "pairs_per_s": step and batch / step, "ratio_vs_raw": None,
             "e2e_pairs_per_s": e2e and batch / e2e, "real_token_share": out["real"] / fed if fed else None,
             "fed_tokens_per_batch": fed / steps if fed else None,
-            "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+            "peak_gib": cuda_peak_gib(device),
             "compile_s": out.get("compile_s"), "note": out.get("note", "")}
 
 
@@ -300,10 +291,7 @@ def bench_group(model: str, path: str, tokenizer: Any, data: str, table: Any, ba
     texts = [([table.texts[i] for i in table.a[r]], [table.texts[i] for i in table.b[r]]) for r in batches]
     results, raw_pps = [], None
     for name in args.paths:
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
+        reset_peak(device)
         try:
             if name in ("raw", "st"):
                 run = run_raw if name == "raw" else run_st
@@ -354,18 +342,9 @@ PADDING_COLUMNS = [("data", "data", ""), ("batch", "batch", ""),
                    ("tokens fed, padded ÷ length-aware (×)", "fed_padded_over_length_aware", ".2f")]
 
 
-def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[str]:
-    def cell(x: Any, spec: str) -> str:
-        return "–" if x is None else format(x, spec)
-
-    return (["| " + " | ".join(title for title, _, _ in columns) + " |", "|" + "---|" * len(columns)]
-            + ["| " + " | ".join(cell(r[key], spec) for _, key, spec in columns) + " |" for r in rows])
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", choices=["cpu", "cuda"],
-                   default="cuda" if torch.cuda.is_available() else "cpu")
+    add_common_args(p)  # --device, --threads, --json (the results and the command)
     p.add_argument("--models", nargs="+", default=["minilm", "bert-base"],
                    help="minilm, bert-base (random init), or a local model folder")
     p.add_argument("--batch-sizes", nargs="+", type=int,
@@ -376,14 +355,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "column")
     p.add_argument("--steps", type=int, help="timed steps (default: cuda 20, cpu 3)")
     p.add_argument("--warmup", type=int, help="untimed first steps (default: cuda 5, cpu 1)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time with process CPU time instead of wall time (CPU device with --threads 1)")
     p.add_argument("--chunk-tokens", type=int, default=16384, help="token budget of one length-aware chunk")
     p.add_argument("--token-batch-sizes", nargs="*", type=int, default=[256, 1024, 4096],
                    help="batch sizes of the model-free padding report (none: skip it)")
     p.add_argument("--data-dir", default=os.environ.get("BSC_DATA_DIR", str(ROOT.parent / "shared" / "data")))
-    p.add_argument("--json", dest="json_path", help="write the results (and the command) here")
     p.add_argument("--markdown", dest="markdown_path", help="write the tables here")
     args = p.parse_args(argv)
     cuda = args.device == "cuda"
@@ -396,12 +373,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the tables; return (and optionally write) everything as a dict."""
     args = parse_args(argv)
-    device = torch.device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = setup(args)
     if args.cpu_time and (args.device != "cpu" or torch.get_num_threads() != 1):
         raise SystemExit("--cpu-time needs --device cpu --threads 1 (CPU time of several threads overcounts)")
-    CLOCK["now"] = time.process_time if args.cpu_time else time.perf_counter
+    use_cpu_time(args.cpu_time)
+    try:
+        return benchmark(args, device, argv)
+    finally:
+        use_cpu_time(False)  # the shared clock goes back to wall time for whatever runs next in this process
+
+
+def benchmark(args: argparse.Namespace, device: torch.device, argv: list[str] | None) -> dict[str, Any]:
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -429,8 +411,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             padding = padding_report(pools, tokenizer, args.token_batch_sizes, args.chunk_tokens, cache_dir)
         except ImportError as e:  # the collate lives in the data module, which imports the readers
             notes.append(f"padding report skipped: {e}")
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
-    command = "python bench/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    dev = device_name(device)
+    command = "python -m bench.throughput " + " ".join(sys.argv[1:] if argv is None else argv)
     threads = torch.get_num_threads()
     clock = "process CPU time" if args.cpu_time else "wall time"
     header = (f"Device: {dev}, torch {torch.__version__}, {threads} threads; {clock}, medians of "
@@ -441,8 +423,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {"device": dev, "torch": torch.__version__, "threads": threads, "clock": clock,
               "command": command, "steps": args.steps, "warmup": args.warmup,
               "chunk_tokens": args.chunk_tokens, "notes": notes, "results": results, "padding": padding}
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(report, indent=2))
+    write_json(args.json, report)
     if args.markdown_path:
         Path(args.markdown_path).write_text(table)
     return report

@@ -8,6 +8,7 @@ clone: ``BSC_TEST_NO_SHARED=1 python -m pytest -m "not slow" -rs`` must report n
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("BSC_NO_PROGRESS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `bench` (bench.synthetic) under a bare `pytest`; `python -m pytest` adds it
+    sys.path.insert(0, str(ROOT))
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 NO_SHARED = os.environ.get("BSC_TEST_NO_SHARED", "").strip().lower() in {"1", "true", "yes", "on"}
 if NO_SHARED:  # a fresh clone: no ../shared, and the Makefile's BSC_DATA_DIR points nowhere

@@ -1,26 +1,44 @@
-"""Smoke test of bench/throughput.py: every path runs end to end on CPU and the JSON has its keys.
+"""Smoke test of ``python -m bench.throughput``: every path runs end to end on CPU and the JSON has its keys;
+and every benchmark module imports without the config stack (Hydra, OmegaConf, W&B, datasets).
 
 Tiny random BERT, 2 timed steps; no timing is asserted (the numbers are noise at this size).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
 from conftest import ROOT
 
+from bench import throughput as bench
+from bench.common import CONFIG_STACK
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_throughput", ROOT / "bench" / "throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+BENCH_MODULES = ["bench", "bench.common", "bench.synthetic", "bench.throughput", "bench.big_batch",
+                 "bench.batching"]
+
+
+def test_bench_modules_import_without_config_stack() -> None:
+    """A bare accelerator image lacks hydra-core, omegaconf, wandb and datasets: every benchmark module (and
+    the bsc_lightning modules it imports) must import without them. A fresh interpreter where importing
+    any of them raises ImportError, as if not installed."""
+    code = "\n".join([
+        "import importlib, sys",
+        f"for name in {CONFIG_STACK!r}:",
+        "    sys.modules[name] = None  # `import name` (and its submodules) now raises ImportError",
+        f"for module in {BENCH_MODULES!r}:",
+        "    importlib.import_module(module)",
+        "print('imported')",
+    ])
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("imported")
 
 
 def test_throughput_bench_smoke(tiny_bert: str, data_root: Path, tmp_path: Path) -> None:
-    bench = load_bench()
     out = tmp_path / "bench.json"
     # STS-B from the tiny fixture folder (the original layout), so the real-data path always runs.
     # One thread (on a shared 2-core machine two spinning threads are several times slower), CPU time.

@@ -1,6 +1,8 @@
 """Synthetic texts and data fixtures: benchmark sentences and a learnable QQP-layout fixture for tests.
 
-Nothing here is real data; it exists so that benchmarks and end-to-end tests run offline and fast.
+Nothing here is real data; it exists so that benchmarks and end-to-end tests run offline and fast. Not
+part of the runtime package (``bsc_lightning``): tests import it as ``from bench.synthetic import ...``.
+Imports only the standard library and numpy.
 """
 from __future__ import annotations
 
