@@ -4,6 +4,7 @@
   created, which happens on ``resume`` and, under ``ddp_spawn``, again in every spawned ``fit``/``test``
   (the training and validation rows written by the ranks were lost). This one appends and keeps the
   header's columns.
+- ``BatchStatsLogger``: the data module's per-epoch batch statistics (``batching/*``) to the loggers.
 - ``RankLogFile``: spawned ranks start a fresh interpreter without Hydra's logging setup, so their log
   lines (epoch batches, best checkpoint, ...) never reached ``run.log``. This callback attaches the
   run's log file in such processes (rank 0 only, so that lines are not doubled).
@@ -63,3 +64,23 @@ class RankLogFile(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {}
+
+
+class BatchStatsLogger(L.Callback):
+    """Log the data module's ``epoch_stats`` (built when the epoch's first batch is drawn) once per epoch.
+
+    A callback rather than the data module writing to the loggers itself: the data module knows how
+    batches are built, not where metrics go. After a resume inside an epoch nothing is pending (the
+    epoch's order comes from the checkpoint and was logged by the interrupted attempt).
+    """
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        dm = trainer.datamodule
+        stats = getattr(dm, "epoch_stats", None)
+        if not stats:
+            return
+        dm.epoch_stats = None
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(stats, step=trainer.global_step)

@@ -52,7 +52,7 @@ class BSCModule(L.LightningModule):
 
     Args:
         encoder: the shared `Encoder`. loss: any module with the loss contract
-            ``forward(q, a, labels, dup_a, dup_b) -> LossOutput``.
+            ``forward(q, a, labels, q_ids, a_ids) -> LossOutput``.
         task_type / positive_threshold / main_metric: from the task.
         optimizer: a partial optimiser (Hydra ``_partial_``) taking parameter groups.
         warmup_ratio: linear warm-up share of all steps, then linear decay to 0.
@@ -84,7 +84,7 @@ class BSCModule(L.LightningModule):
     # ------------------------------------------------------------------------------- training
     def on_fit_start(self) -> None:
         if self.cache_chunk_size is not None and str(self.trainer.precision).startswith("16"):
-            raise ValueError("loss.cache_chunk_size with trainer.precision=16-mixed is not supported (the "
+            raise ValueError("model.cache_chunk_size with trainer.precision=16-mixed is not supported (the "
                              "gradient cache bypasses the loss scaler): use bf16-mixed or 32-true")
 
     def _split(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
@@ -96,7 +96,7 @@ class BSCModule(L.LightningModule):
         if self.cache_chunk_size is not None:
             return self._cached_training_step(batch)
         q, a = self._split(batch)
-        out = self.loss(q, a, batch["labels"], batch["dup_a"], batch["dup_b"])
+        out = self.loss(q, a, batch["labels"], batch["q_ids"], batch["a_ids"])
         self._after_loss(out, batch)
         return out.loss
 
@@ -104,7 +104,7 @@ class BSCModule(L.LightningModule):
         opt = self.optimizers()
         opt.zero_grad(set_to_none=True)
         out = cached_loss_backward(self.encoder, self.loss, batch["chunks"], batch["labels"],
-                                   batch["dup_a"], batch["dup_b"])
+                                   batch["q_ids"], batch["a_ids"])
         # The reducer of DDP never ran (plain backward calls, one per chunk): average the
         # gradients ourselves, once per step.
         all_reduce_grads(self.parameters())

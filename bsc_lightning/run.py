@@ -1,14 +1,15 @@
 """Entry point: `python -m bsc_lightning.run task=stsb loss=symmetric` (Hydra, configs in conf/).
 
-Wires the data module, the module and the trainer from the config; fits (one stage, or two for
-sequential training such as BSC then MSE); tests the best checkpoint; writes `metrics.json` and
-exports the encoder. No method logic lives here.
+Orchestration only: every object is instantiated from the config node that names it (`_target_`),
+with the runtime objects passed in; fits (one stage, or two for sequential training such as BSC then
+MSE); tests the best checkpoint; writes `metrics.json` and exports the encoder.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,64 +17,63 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from bsc_lightning import CONF_DIR
 from bsc_lightning.data.datamodule import PairDataModule
-from bsc_lightning.data.tasks import Task, require_positives
-from bsc_lightning.encoder import Encoder, load_tokenizer
+from bsc_lightning.data.tasks import require_positives
+from bsc_lightning.encoder import load_tokenizer
 from bsc_lightning.export import export_encoder
-from bsc_lightning.loggers import RankLogFile
+from bsc_lightning.loggers import BatchStatsLogger, RankLogFile
 from bsc_lightning.module import BSCModule
+from bsc_lightning.rundir import RunDirError, best_score, check_run_dir, stage_of, write_atomic
 
 log = logging.getLogger(__name__)
-# The checkout's conf/ (source or editable install); a wheel carries the same files as bsc_lightning/conf.
-_HERE = Path(__file__).resolve().parent
-CONF_DIR = str(next((d for d in (_HERE.parent / "conf", _HERE / "conf") if (d / "config.yaml").is_file()),
-                    _HERE.parent / "conf"))
-_NOT_LOSS_ARGS = ("name", "cache_chunk_size")
+__all__ = ["CONF_DIR", "ConfigError", "RunDirError", "build", "main", "train"]
 
 
-def build_loss(loss_cfg: DictConfig, task: Task) -> tuple[torch.nn.Module, int | None]:
-    """Instantiate the loss; a null `positive_threshold` anywhere inside takes the task's."""
-    spec = OmegaConf.to_container(loss_cfg, resolve=True)
-    cache = spec.get("cache_chunk_size")
-
-    def fill(node: Any) -> Any:
-        if isinstance(node, dict):
-            node = {k: fill(v) for k, v in node.items() if k not in _NOT_LOSS_ARGS}
-            if "positive_threshold" in node and node["positive_threshold"] is None:
-                node["positive_threshold"] = task.positive_threshold
-        return node
-
-    return hydra.utils.instantiate(fill(spec)), cache
+class ConfigError(ValueError):
+    """A config node that does not fit the class it names; the message names the key."""
 
 
-def build_datamodule(cfg: DictConfig, tokenizer) -> PairDataModule:
-    d = cfg.data
-    return PairDataModule(
-        cfg.task.name, tokenizer,
-        task_options={"data_dir": cfg.task.get("data_dir"), **OmegaConf.to_container(cfg.task.options)},
-        max_length=cfg.encoder.max_length, batch_size=d.batch_size, eval_batch_size=d.eval_batch_size,
-        shuffle=cfg.shuffle.name, shuffle_options=OmegaConf.to_container(cfg.shuffle.options),
-        seed=cfg.seed, chunk_tokens=d.chunk_tokens, chunk_rows=cfg.loss.get("cache_chunk_size"),
-        length_aware=d.length_aware, num_workers=d.num_workers, pin_memory=d.pin_memory,
-        limit_train=d.limit_train, limit_eval=d.limit_eval, train_positives_only=d.train_positives_only,
-        drop_last=d.drop_last, cache_dir=d.cache_dir)
+def build(node: DictConfig, key: str, **runtime: Any) -> Any:
+    """``hydra.utils.instantiate(node)`` called with the runtime objects (data, models), which stay out of
+    OmegaConf. Our own one-line errors pass through; a key the class does not take becomes one line
+    that names it (``loss.bsc.temprature: not an option of ...``)."""
+    try:
+        factory = hydra.utils.instantiate(node, _partial_=True)
+    except InstantiationException as e:
+        raise _config_error(e, key) from None
+    try:
+        return factory(**runtime)
+    except TypeError as e:
+        raise _config_error(e, key, getattr(factory, "func", factory)) from None
 
 
-def build_module(cfg: DictConfig, loss_cfg: DictConfig, task: Task, encoder: Encoder) -> BSCModule:
-    loss, cache = build_loss(loss_cfg, task)
-    o = cfg.optim
-    return BSCModule(encoder, loss, task_type=task.type, positive_threshold=task.positive_threshold,
-                     main_metric=task.main_metric, optimizer=hydra.utils.instantiate(o.optimizer),
-                     warmup_ratio=o.warmup_ratio, temperature_lr=o.temperature_lr, grad_clip=o.grad_clip,
-                     cache_chunk_size=cache, nan_check_every=o.nan_check_every)
+def _config_error(e: Exception, key: str, target: Any = None) -> ConfigError:
+    cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ is not None else e
+    if isinstance(cause, ValueError):  # raised by our classes' own checks: already one line, naming the key
+        return cause if "\n" not in str(cause) else ConfigError(str(cause).splitlines()[0])
+    text = str(cause)
+    sub = re.search(r"full_key: (\S+)", str(e))
+    where = f"{key}.{sub.group(1)}" if sub and not sub.group(1).startswith(key) else (sub.group(1) if sub else key)
+    name = getattr(target, "__qualname__", None) or (re.search(r"target '([^']+)'", str(e)) or [None, "?"])[1]
+    bad = re.search(r"unexpected keyword argument '(\w+)'", text)
+    if bad:
+        return ConfigError(f"{where}.{bad.group(1)}: not an option of {name}; check the spelling in conf/")
+    return ConfigError(f"{where}: {text.splitlines()[0] if text else type(cause).__name__}")
 
 
-def build_trainer(cfg: DictConfig, out: Path, task: Task, stage: str, max_epochs: int) -> L.Trainer:
+def build_module(cfg: DictConfig, loss_key: str, encoder: torch.nn.Module) -> BSCModule:
+    loss = build(OmegaConf.select(cfg, loss_key), loss_key)
+    return build(cfg.model, "model", encoder=encoder, loss=loss)
+
+
+def build_trainer(cfg: DictConfig, out: Path, stage: str, max_epochs: int) -> L.Trainer:
     ckpt_dir = out / "checkpoints"
     best = L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=ckpt_dir, filename=f"{stage}-best", monitor=f"val/{task.main_metric}",
+        dirpath=ckpt_dir, filename=f"{stage}-best", monitor=f"val/{cfg.task.main_metric}",
         mode="max", save_top_k=1, save_weights_only=cfg.checkpoint.weights_only, enable_version_counter=False)
     # last.ckpt: the full state (optimiser, scheduler, RNG, position in the epoch) that `resume` continues
     # from; listed after `best` so that it holds the best callback's updated state.
@@ -82,72 +82,23 @@ def build_trainer(cfg: DictConfig, out: Path, task: Task, stage: str, max_epochs
                                                 enable_version_counter=False, **every)
             for every in ({"every_n_epochs": 1}, {"every_n_train_steps": cfg.checkpoint.get("every_n_steps")})
             if all(every.values())]
-    callbacks: list[Any] = [best, *last, RankLogFile(out / "run.log")]
-    callbacks += [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks: list[Any] = [best, *last, BatchStatsLogger(), RankLogFile(out / "run.log")]
+    callbacks += [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
     loggers: list[Any] = []
     if cfg.get("logger"):
         # CSV: one folder per stage; W&B names its runs itself (a fixed version would be a run id).
         extra = {"version": stage} if "CSVLogger" in cfg.logger.get("_target_", "") else {"name": stage}
-        loggers.append(hydra.utils.instantiate(cfg.logger, save_dir=str(out), **extra))
+        loggers.append(build(cfg.logger, "logger", save_dir=str(out), **extra))
         callbacks.append(L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"))
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    kwargs.pop("_target_", None)
-    kwargs["max_epochs"] = max_epochs
-    return L.Trainer(**kwargs, callbacks=callbacks, logger=loggers or False, default_root_dir=str(out))
+    return build(cfg.trainer, "trainer", max_epochs=max_epochs, callbacks=callbacks, logger=loggers or False,
+                 default_root_dir=str(out))
 
 
-class RunDirError(RuntimeError):
-    """The run directory holds an earlier run that this one would overwrite."""
-
-
-def check_run_dir(out: Path, resume: Any) -> Path | None:
-    """The checkpoint to resume from (None: a fresh run); refuses to overwrite an earlier run.
-
-    ``resume``: null/false (fresh run: the folder must hold no checkpoint, log or metrics), true
-    (continue from ``<out>/checkpoints/last.ckpt``) or a checkpoint path.
-    """
-    last = out / "checkpoints" / "last.ckpt"
-    if resume in (None, False):
-        earlier = [p.name for p in (out / "metrics.json", out / "checkpoints", out / "logs", out / "wandb")
-                   if p.exists() and (p.is_file() or any(p.iterdir()))]
-        if earlier:
-            raise RunDirError(f"{out} already holds a run ({', '.join(earlier)}): continue it with resume=true, "
-                              "or start a new one in another folder (hydra.run.dir=...)")
-        return None
-    path = last if resume is True else Path(str(resume)).expanduser()
-    if not path.is_file():
-        raise RunDirError(f"resume={resume}: no checkpoint at {path} (a run saves checkpoints/last.ckpt at "
-                          "every epoch end and every checkpoint.every_n_steps steps)")
-    return path
-
-
-def _stage_of(ckpt: Path) -> str:
-    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-    return (state.get("bsc") or {}).get("stage", "stage1")
-
-
-def _best_score(callback: L.pytorch.callbacks.ModelCheckpoint) -> float | None:
-    """The best dev score; read back from the checkpoint when spawned ranks kept it to themselves."""
-    score = callback.best_model_score
-    if score is None and callback.best_model_path:
-        states = torch.load(callback.best_model_path, map_location="cpu", weights_only=True)["callbacks"]
-        score = next((s.get("best_model_score") for k, s in states.items()
-                      if k.startswith("ModelCheckpoint") and s.get("best_model_score") is not None), None)
-    return None if score is None else float(score)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write then rename: a killed run never leaves a half-written metrics.json or config.yaml."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def check_positives(module: BSCModule, dm: PairDataModule, task: Task) -> None:
+def check_positives(module: BSCModule, dm: PairDataModule) -> None:
     """A contrastive loss with no positive pair trains at loss 0 all run: stop before training."""
     losses = [module.loss, getattr(module.loss, "bsc", None)]
     if any(getattr(m, "needs_positives", False) for m in losses):
-        require_positives(dm.train_table, task.positive_threshold, type(module.loss).__name__)
+        require_positives(dm.train_table, dm.task.positive_threshold, type(module.loss).__name__)
 
 
 def train(cfg: DictConfig, out: Path) -> dict[str, float]:
@@ -162,49 +113,48 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
         return json.loads((out / "metrics.json").read_text())
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = load_tokenizer(cfg.encoder.name_or_path)
-    dm = build_datamodule(cfg, tokenizer)
+    dm = build(cfg.data, "data", task=build(cfg.task, "task"), tokenizer=tokenizer,
+               strategy=build(cfg.shuffle, "shuffle"))
     dm.setup("fit")  # read and validate the data before any model is built
-    task = dm.task
-    enc = cfg.encoder
-    encoder = Encoder(enc.name_or_path, pooling=enc.pooling, gradient_checkpointing=enc.gradient_checkpointing,
-                      attn_implementation=enc.get("attn_implementation"), compile=enc.get("compile", False))
-    stages = [("stage1", cfg.loss, cfg.trainer.max_epochs)]
+    encoder = build(cfg.encoder, "encoder")
+    stages = [("stage1", "loss", cfg.trainer.max_epochs)]
     if cfg.get("stage2"):
-        stages.append(("stage2", cfg.stage2.loss, cfg.stage2.max_epochs))
+        stages.append(("stage2", "stage2.loss", cfg.stage2.max_epochs))
     names = [s[0] for s in stages]
-    resume_stage = _stage_of(resume_from) if resume_from is not None else None
+    resume_stage = stage_of(resume_from) if resume_from is not None else None
     if resume_stage is not None and resume_stage not in names:
         raise RunDirError(f"resume: the checkpoint {resume_from} is of {resume_stage}, which this config lacks")
-    module = build_module(cfg, cfg.loss, task, encoder)
-    check_positives(module, dm, task)
+    module = build_module(cfg, "loss", encoder)
+    check_positives(module, dm)
     best = None
-    for i, (stage, loss_cfg, epochs) in enumerate(stages):
+    for i, (stage, loss_key, epochs) in enumerate(stages):
         resuming = stage == resume_stage
         if resume_stage is not None and i < names.index(resume_stage):  # finished before the interruption
             best = str(out / "checkpoints" / f"{stage}-best.ckpt")
             continue
         if i > 0:
-            module = build_module(cfg, loss_cfg, task, module.encoder)
-            check_positives(module, dm, task)
+            module = build_module(cfg, loss_key, module.encoder)
+            check_positives(module, dm)
             if not resuming:  # the next stage starts from the previous stage's best weights, fresh optimiser
                 state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
                 module.encoder.load_state_dict({k[len("encoder."):]: v for k, v in state.items()
                                                 if k.startswith("encoder.")})
         module.stage = stage
-        trainer = build_trainer(cfg, out, task, stage, epochs)
+        dm.embedder = module.encoder.encode_ids  # example / clusters embed with the weights being trained
+        trainer = build_trainer(cfg, out, stage, epochs)
         dm.check_batch_size(trainer.world_size)
         trainer.fit(module, datamodule=dm, ckpt_path=resume_from if resuming else None, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path or None
-        log.info("%s best checkpoint: %s (%s)", stage, best, _best_score(trainer.checkpoint_callback))
+        log.info("%s best checkpoint: %s (%s)", stage, best, best_score(trainer.checkpoint_callback))
     trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=True)
     metrics = dict(module.test_results) or {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("dev/", "test/"))}
     if trainer.is_global_zero:
-        _write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         if cfg.export:
-            export_encoder(module.encoder, tokenizer, out / "encoder", cfg.encoder.max_length)
+            export_encoder(module.encoder, tokenizer, out / "encoder", module.encoder.max_length)
         # last: a metrics.json marks a finished run
-        _write_atomic(out / "metrics.json", json.dumps(dict(sorted(metrics.items())), indent=2))
+        write_atomic(out / "metrics.json", json.dumps(dict(sorted(metrics.items())), indent=2))
         log.info("metrics: %s", json.dumps(metrics))
     return metrics
 

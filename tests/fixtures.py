@@ -10,7 +10,7 @@ across rows (duplicate ids), as in the real data.
     write_stsb(folder)    sts-train.csv / sts-dev.csv / sts-test.csv   (regression, score 0–5)
     write_mrpc(folder)    msr_paraphrase_train.txt / msr_paraphrase_test.txt   (classification)
     write_wikiqa(folder)  WikiQA-train.tsv / WikiQA-dev.tsv / WikiQA-test.tsv   (ranking)
-    write_qqp(folder)     train.tsv / dev.tsv in the GLUE QQP layout (bsc_lightning.data.synthetic)
+    write_qqp(folder)     train.tsv / dev.tsv in the GLUE QQP layout (bench.synthetic)
     write_data_root(root) all four as root/stsb, root/mrpc, root/wikiqa, root/qqp (a BSC_DATA_DIR layout)
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import codecs
 import random
 from pathlib import Path
 
-from bsc_lightning.data.synthetic import write_qqp_fixture
+from bench.synthetic import write_qqp_fixture
 
 _ADJ = ["small", "red", "old", "quiet", "bright", "young", "heavy", "green", "happy", "dark", "tall", "wooden"]
 _NOUN = ["man", "woman", "dog", "cat", "child", "car", "horse", "bird", "chef", "player", "girl", "boy",

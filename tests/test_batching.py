@@ -96,7 +96,7 @@ def test_registry_and_builder():
     assert not build_strategy("words").needs_embeddings
     with pytest.raises(ValueError):
         build_strategy("nope")
-    with pytest.raises(ValueError, match=r"^shuffle\.options\.group_sise: not an option of shuffle=words"):
+    with pytest.raises(ValueError, match=r"^shuffle\.group_sise: not an option of shuffle=words"):
         build_strategy("words", group_sise=4)
 
 
@@ -124,7 +124,7 @@ def test_invalid_options_fail_at_construction_naming_the_key(name, options, key,
     with pytest.raises(ValueError) as err:
         build_strategy(name, **options)
     msg = str(err.value)
-    assert msg.startswith(f"shuffle.options.{key}={options[key]!r} ") and "\n" not in msg
+    assert msg.startswith(f"shuffle.{key}={options[key]!r} ") and "\n" not in msg
     assert why in msg and f"(shuffle={name})" in msg
     with pytest.raises(ValueError):                                    # the classes check too
         STRATEGIES[name](**options)
@@ -140,10 +140,14 @@ def test_boundary_options_are_accepted():
 
 @pytest.mark.parametrize("path", sorted(CONF_SHUFFLE.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_build_and_match_code_defaults(path):
+    from hydra.utils import instantiate
+
     cfg = yaml.safe_load(path.read_text())
-    s = build_strategy(cfg["name"], **(cfg["options"] or {}))
+    s = instantiate(cfg)
+    assert STRATEGIES[path.stem] is type(s)  # the file name is the strategy's registered name
     defaults = type(s)()
-    for key, value in (cfg["options"] or {}).items():
+    options = {k: v for k, v in cfg.items() if k != "_target_"}
+    for key, value in options.items():
         assert getattr(defaults, key) == value, f"{path.name}: {key} differs from the code default"
 
 

@@ -25,7 +25,7 @@ class BatchRecorder(L.Callback):
         (self.path / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.steps))
 
 
-@pytest.mark.parametrize("extra", [[], pytest.param(["loss.cache_chunk_size=4"], marks=pytest.mark.slow)],
+@pytest.mark.parametrize("extra", [[], pytest.param(["model.cache_chunk_size=4"], marks=pytest.mark.slow)],
                          ids=["plain", "cached"])
 def test_ddp_sim_fit_end_to_end(tiny_bert, data_root, tmp_path, extra):
     rec = tmp_path / "batches"

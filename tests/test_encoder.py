@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bsc_lightning import encoder as encoder_module
-from bsc_lightning.encoder import Encoder, load_tokenizer, pack_chunks, plan_chunks
+from bsc_lightning.data.chunks import pack_chunks, plan_chunks
+from bsc_lightning.encoder import Encoder, load_tokenizer
 from bsc_lightning.losses import BSCLoss
 from bsc_lightning.losses.cached import cached_loss_backward
 

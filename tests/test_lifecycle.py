@@ -92,8 +92,8 @@ def with_callback(monkeypatch, callback: L.Callback, stage: str | None = None) -
 
     build = run.build_trainer
 
-    def wrapped(cfg, out, task, stage_, epochs):
-        trainer = build(cfg, out, task, stage_, epochs)
+    def wrapped(cfg, out, stage_, epochs):
+        trainer = build(cfg, out, stage_, epochs)
         if stage in (None, stage_):
             trainer.callbacks.insert(0, callback)
         return trainer
@@ -114,9 +114,9 @@ def test_every_epoch_builds_new_batches(tiny_bert, pairs, tmp_path, monkeypatch,
 
     monkeypatch.setattr(PairDataModule, "embed_first_sides", spy)
     rec = EpochRecorder()
-    extra = [f"shuffle={shuffle}", "trainer.max_epochs=3", "optim.optimizer.lr=1e-3"]
+    extra = [f"shuffle={shuffle}", "trainer.max_epochs=3", "model.optimizer.lr=1e-3"]
     if shuffle == "clusters":
-        extra.append("shuffle.options.n_clusters=4")
+        extra.append("shuffle.n_clusters=4")
     cfg = make_cfg(overrides(tiny_bert, pairs, tmp_path, *extra))
     out = tmp_path / "run"
     with_callback(monkeypatch, rec)
@@ -144,7 +144,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_bert, pairs, tmp_path):
     operations on the same batches, weights, optimiser moments, LR and RNG stream, so any difference is
     a lost piece of state, not noise."""
     common = overrides(tiny_bert, pairs, tmp_path, "trainer.max_epochs=3", "checkpoint.every_n_steps=2",
-                       "optim.optimizer.lr=1e-3")
+                       "model.optimizer.lr=1e-3")
     ref = train(make_cfg(common), tmp_path / "ref")
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -179,7 +179,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_bert, pairs, tmp_path):
 
 def test_sequential_run_resumes_in_stage_two(tiny_bert, pairs, tmp_path, monkeypatch):
     common = overrides(tiny_bert, pairs, tmp_path, "trainer.max_epochs=1", "+stage2.max_epochs=2",
-                       "+loss@stage2.loss=mse", "checkpoint.every_n_steps=2", "optim.optimizer.lr=1e-3")
+                       "+loss@stage2.loss=mse", "checkpoint.every_n_steps=2", "model.optimizer.lr=1e-3")
     ref = train(make_cfg(common), tmp_path / "ref")
     out = tmp_path / "run"
     # stage 1: steps 1-5; stage 2 counts its own steps: crash at its step 3 (last.ckpt at its step 2)

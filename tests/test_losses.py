@@ -41,12 +41,12 @@ def dot(u, v) -> float:
 
 
 def ref_bsc(q, a, labels=None, tau=0.1, normalization="l2", symmetric=True, reduction="mean", thr=0.5,
-            dup_a=None, dup_b=None, duplicates="positive", same_side=False) -> float:
+            q_ids=None, a_ids=None, duplicates="positive", same_side=False) -> float:
     """PAPER.md BSC loss restated with explicit loops over rows and columns."""
     Q, A = ref_normalize(q, normalization), ref_normalize(a, normalization)
     n = len(Q)
-    ids_a = list(range(n)) if dup_a is None else [int(v) for v in dup_a]
-    ids_b = list(range(n)) if dup_b is None else [int(v) for v in dup_b]
+    ids_a = list(range(n)) if q_ids is None else [int(v) for v in q_ids]
+    ids_b = list(range(n)) if a_ids is None else [int(v) for v in a_ids]
     pos = [labels is None or float(labels[i]) > thr for i in range(n)]
 
     def direction(X, Y, id_row, id_col) -> float:
@@ -89,10 +89,10 @@ def ref_mse(q, a, y) -> float:
     return sum((cos(q[i], a[i]) - float(y[i])) ** 2 for i in range(len(q))) / len(q)
 
 
-def ref_triplet(q, a, labels=None, margin=0.5, thr=0.5, dup_a=None, dup_b=None) -> float:
+def ref_triplet(q, a, labels=None, margin=0.5, thr=0.5, q_ids=None, a_ids=None) -> float:
     n = len(q)
-    ids_a = list(range(n)) if dup_a is None else [int(v) for v in dup_a]
-    ids_b = list(range(n)) if dup_b is None else [int(v) for v in dup_b]
+    ids_a = list(range(n)) if q_ids is None else [int(v) for v in q_ids]
+    ids_b = list(range(n)) if a_ids is None else [int(v) for v in a_ids]
     pos = [labels is None or float(labels[i]) > thr for i in range(n)]
     losses = []
     for i in range(n):
@@ -206,16 +206,16 @@ def test_graded_labels_threshold(thr):
 def test_duplicates(duplicates, with_labels, same_side):
     q, a = batch()
     labels = LABELS if with_labels else None
-    got = bsc_loss(q, a, labels, duplicates=duplicates, dup_a=DUP_A, dup_b=DUP_B, same_side_negatives=same_side)
-    close(got, ref_bsc(q, a, labels, duplicates=duplicates, dup_a=DUP_A, dup_b=DUP_B, same_side=same_side))
+    got = bsc_loss(q, a, labels, duplicates=duplicates, q_ids=DUP_A, a_ids=DUP_B, same_side_negatives=same_side)
+    close(got, ref_bsc(q, a, labels, duplicates=duplicates, q_ids=DUP_A, a_ids=DUP_B, same_side=same_side))
 
 
 def test_duplicate_modes_differ_and_unique_ids_change_nothing():
     q, a = batch()
-    values = {m: float(bsc_loss(q, a, dup_a=DUP_A, dup_b=DUP_B, duplicates=m)) for m in ("positive", "mask", "ignore")}
+    values = {m: float(bsc_loss(q, a, q_ids=DUP_A, a_ids=DUP_B, duplicates=m)) for m in ("positive", "mask", "ignore")}
     assert len({round(v, 9) for v in values.values()}) == 3
     unique = torch.arange(6)
-    close(bsc_loss(q, a, dup_a=unique, dup_b=unique + 100), float(bsc_loss(q, a)))
+    close(bsc_loss(q, a, q_ids=unique, a_ids=unique + 100), float(bsc_loss(q, a)))
 
 
 @pytest.mark.parametrize("normalization", ["l2", "none"])
@@ -232,7 +232,7 @@ def test_accuracy():
     a = q[[1, 0, 2, 3]]  # rows 0 and 1 retrieve each other's answer
     assert float(bsc_loss_terms(q, a).acc) == 0.5
     # Identical answer texts count as correct retrievals.
-    assert float(bsc_loss_terms(q, a, dup_b=torch.tensor([5, 5, 2, 3])).acc) == 1.0
+    assert float(bsc_loss_terms(q, a, a_ids=torch.tensor([5, 5, 2, 3])).acc) == 1.0
 
 
 # ---------------------------------------------------------------- module and temperature
@@ -242,7 +242,7 @@ def test_module_matches_functional_and_logs():
     q, a = batch()
     module = BSCLoss(temperature=0.07, duplicates="mask", same_side_negatives=True)
     out = module(q, a, LABELS, DUP_A, DUP_B)
-    ref = ref_bsc(q, a, LABELS, tau=0.07, duplicates="mask", dup_a=DUP_A, dup_b=DUP_B, same_side=True)
+    ref = ref_bsc(q, a, LABELS, tau=0.07, duplicates="mask", q_ids=DUP_A, a_ids=DUP_B, same_side=True)
     close(out.loss, ref, 1e-6)  # α is stored in float32
     assert set(out.logs) == {"bsc", "bsc_qa", "bsc_aq", "temperature", "acc"}
     assert all(not v.requires_grad and v.dim() == 0 for v in out.logs.values())
@@ -297,7 +297,7 @@ def test_mse_and_combo():
     close(mse.loss, ref_mse(q, a, y))
     assert set(mse.logs) == {"mse"}
     combo = ComboLoss(BSCLoss(temperature=0.1).double(), mu=0.3)(q, a, y, DUP_A, DUP_B)
-    ref = 0.3 * ref_bsc(q, a, y, dup_a=DUP_A, dup_b=DUP_B) + 0.7 * ref_mse(q, a, y)
+    ref = 0.3 * ref_bsc(q, a, y, q_ids=DUP_A, a_ids=DUP_B) + 0.7 * ref_mse(q, a, y)
     close(combo.loss, ref, 1e-6)
     assert {"bsc", "mse", "bsc_qa", "bsc_aq", "temperature", "acc"} <= set(combo.logs)
     for bad in (-0.1, 1.5):
@@ -314,7 +314,7 @@ def test_triplet(with_labels, with_dups):
     labels = LABELS if with_labels else None
     dups = (DUP_A, DUP_B) if with_dups else (None, None)
     out = TripletLoss(margin=0.5)(q, a, labels, *dups)
-    close(out.loss, ref_triplet(q, a, labels, dup_a=dups[0], dup_b=dups[1]))
+    close(out.loss, ref_triplet(q, a, labels, q_ids=dups[0], a_ids=dups[1]))
 
 
 def test_cosent():
@@ -343,7 +343,7 @@ def leaf_batch(n=5, d=3, seed=1):
 def test_bsc_gradcheck(kwargs):
     q, a = leaf_batch()
     labels = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0], dtype=torch.float64)
-    dups = {"dup_a": torch.tensor([0, 1, 0, 3, 4]), "dup_b": torch.tensor([0, 1, 2, 2, 4])}
+    dups = {"q_ids": torch.tensor([0, 1, 0, 3, 4]), "a_ids": torch.tensor([0, 1, 2, 2, 4])}
     assert torch.autograd.gradcheck(lambda x, y: bsc_loss(x, y, labels, **dups, **kwargs), (q, a))
 
 
@@ -423,13 +423,13 @@ def test_row_blocks_give_the_same_loss_and_gradients(normalization, symmetric):
     g = torch.Generator().manual_seed(3)
     q0, a0 = torch.randn(37, 6, generator=g, dtype=torch.float64), torch.randn(37, 6, generator=g, dtype=torch.float64)
     labels = (torch.rand(37, generator=g, dtype=torch.float64) > 0.3).to(torch.float64)
-    dup_a, dup_b = torch.randint(0, 20, (37,), generator=g), torch.randint(0, 25, (37,), generator=g)
+    q_ids, a_ids = torch.randint(0, 20, (37,), generator=g), torch.randint(0, 25, (37,), generator=g)
     results = []
     for block in (None, 8):
         q, a = q0.clone().requires_grad_(), a0.clone().requires_grad_()
         scale = torch.tensor(7.0, dtype=torch.float64, requires_grad=True)
         t = bsc_loss_terms(q, a, labels, logit_scale=scale, normalization=normalization, symmetric=symmetric,
-                           dup_a=dup_a, dup_b=dup_b, row_block=block)
+                           q_ids=q_ids, a_ids=a_ids, row_block=block)
         t.loss.backward()
         results.append((t.loss.detach(), t.acc, q.grad, a.grad, scale.grad))
     for x, y in zip(*results):

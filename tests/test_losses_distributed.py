@@ -58,9 +58,9 @@ def global_batch(cfg: dict):
     xq = torch.randn(N, 5, generator=g, dtype=torch.float64)
     xa = xq + 0.8 * torch.randn(N, 5, generator=g, dtype=torch.float64)
     labels = torch.tensor(LABELS, dtype=torch.float64) if cfg.get("labels") else None
-    dup_a = torch.tensor(DUP_A) if cfg.get("dups") else None
-    dup_b = torch.tensor(DUP_B) if cfg.get("dups") else None
-    return xq, xa, labels, dup_a, dup_b
+    q_ids = torch.tensor(DUP_A) if cfg.get("dups") else None
+    a_ids = torch.tensor(DUP_B) if cfg.get("dups") else None
+    return xq, xa, labels, q_ids, a_ids
 
 
 class Siamese(nn.Module):
@@ -72,9 +72,9 @@ class Siamese(nn.Module):
         self.encoder = nn.Linear(5, 4).double()
         self.loss = BSCLoss(**loss_kwargs).double()
 
-    def forward(self, xq, xa, labels=None, dup_a=None, dup_b=None):
+    def forward(self, xq, xa, labels=None, q_ids=None, a_ids=None):
         q, a = self.encoder(torch.cat([xq, xa])).chunk(2)  # one encoder call per step, as DDP expects
-        return self.loss(q, a, labels, dup_a, dup_b)
+        return self.loss(q, a, labels, q_ids, a_ids)
 
 
 def run_step(model: nn.Module, owner: nn.Module, inputs) -> dict:

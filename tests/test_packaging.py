@@ -35,10 +35,10 @@ def test_wheel_ships_the_configs_and_composes_them_outside_the_checkout(tmp_path
     code = ("import bsc_lightning.run as r; from hydra import compose, initialize_config_dir\n"
             "with initialize_config_dir(config_dir=r.CONF_DIR, version_base='1.3'):\n"
             "    cfg = compose('config', overrides=['loss=combo', 'shuffle=example'])\n"
-            "print(r.CONF_DIR); print(cfg.loss.name, cfg.shuffle.name)")
+            "print(r.CONF_DIR); print(cfg.loss._target_.split('.')[-1], cfg.shuffle._target_.split('.')[-1])")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": ""},
                          capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     conf_dir, names_line = out.stdout.strip().splitlines()[-2:]
     assert Path(conf_dir) == site / "bsc_lightning" / "conf"
-    assert names_line == "combo example"
+    assert names_line == "ComboLoss ExampleShuffle"

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.synthetic import synthetic_sentences, write_qqp_fixture
 from bsc_lightning.data import tasks
-from bsc_lightning.data.synthetic import synthetic_sentences, write_qqp_fixture
 from bsc_lightning.data.tasks import DataError, load_task
 
 
@@ -446,7 +446,7 @@ def test_custom_hints_name_real_config_keys(tmp_path: Path) -> None:
     df.to_csv(tmp_path / "bad.tsv", sep="\t", index=False, quoting=3)
     good = {"train_file": "bad.tsv", "test_file": "bad.tsv", "type": "classification",
             "columns": {"text_a": "q", "text_b": "d", "label": "y"}}
-    bad_options = [{"type": None}, {"type": "clustering"}, {"train_file": None}, {"test_file": ""},
+    bad_options = [{"type": "clustering"}, {"main_metric": "map"}, {"positive_threshold": 1.5}, {"train_file": None}, {"test_file": ""},
                    {"label_scale": 0}, {"columns": {"txt": "q"}}, {"columns": {"text_a": "nope"}},
                    {"columns": {"text_a": "q", "text_b": "d", "label": "score"}},
                    {"train_file": "missing.csv"}]
@@ -459,7 +459,8 @@ def test_custom_hints_name_real_config_keys(tmp_path: Path) -> None:
         tasks.require_positives(tasks.PairTable.from_pairs(["a"], ["b"], [0.0]), 0.5, "symmetric")
     msgs.append(str(e.value))
     assert sum(_assert_hint_keys_exist(m, cfg) for m in msgs) >= len(msgs)
-    assert any("task.options.label_scale" in m for m in msgs) and any("task.options.type" in m for m in msgs)
+    for key in ("task.label_scale", "task.type", "task.main_metric", "task.positive_threshold"):
+        assert any(key in m for m in msgs), key
 
 
 def test_builtin_task_hints_name_real_config_keys(tmp_path: Path) -> None:
@@ -489,7 +490,9 @@ def test_hint_keys_in_source_exist_in_some_task_config() -> None:
     source = Path(tasks.__file__).read_text()
     named = {o for m in re.findall(r"task\.options\.(\w+(?:/\w+)*)", source) for o in m.split("/")}
     assert named and named <= known, named - known
-    assert not re.search(r"task\.(?!options\b|data_dir\b|name\b)\w+", source.replace("task.options.", ""))
+    facts = "|".join(tasks.FACTS)
+    assert not re.search(rf"task\.(?!options\b|data_dir\b|name\b|(?:{facts})\b)\w+",
+                         source.replace("task.options.", ""))
 
 
 # ------------------------------------------------------------------------------------- require_positives

@@ -31,12 +31,12 @@ def _wrap_loss(pl_module: L.LightningModule, calls: list[dict[str, Any]]) -> Non
     loss = pl_module.loss
     inner = loss.forward
 
-    def forward(q, a, labels=None, dup_a=None, dup_b=None):
-        out = inner(q, a, labels, dup_a, dup_b)
+    def forward(q, a, labels=None, q_ids=None, a_ids=None):
+        out = inner(q, a, labels, q_ids, a_ids)
         calls.append({
             "labels": None if labels is None else labels.tolist(),
-            "dup_a": None if dup_a is None else dup_a.tolist(),
-            "dup_b": None if dup_b is None else dup_b.tolist(),
+            "q_ids": None if q_ids is None else q_ids.tolist(),
+            "a_ids": None if a_ids is None else a_ids.tolist(),
             "rows": int(q.shape[0]),
             "loss": float(out.loss.detach()),
         })
@@ -154,7 +154,7 @@ class LossArgsRecorder(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         texts = trainer.datamodule.train_table.texts
         for call in self.calls:
-            for side in ("dup_a", "dup_b"):
+            for side in ("q_ids", "a_ids"):
                 call[f"texts_of_{side}"] = None if call[side] is None else [texts[i] for i in call[side]]
         self.path.write_text(json.dumps({"calls": self.calls, "batches": self.batches}))
 
@@ -191,9 +191,9 @@ ONE_STEP = ["trainer.precision=64-true", "trainer.limit_train_batches=1", "data.
             "data.limit_eval=8", "shuffle=random", "loss=symmetric", "loss.learn_temperature=true",
             # SGD: the update is -lr × gradient, so any error in the gradient's scale shows (Adam's first
             # step, lr × g/|g|, would hide a factor 2); no clipping, no warm-up for the same reason
-            "optim.optimizer._target_=torch.optim.SGD", "optim.optimizer.lr=0.5",
-            "optim.optimizer.weight_decay=0.0", "optim.temperature_lr=0.25", "optim.warmup_ratio=0.0",
-            "optim.grad_clip=null"]
+            "model.optimizer._target_=torch.optim.SGD", "model.optimizer.lr=0.5",
+            "model.optimizer.weight_decay=0.0", "model.temperature_lr=0.25", "model.warmup_ratio=0.0",
+            "model.grad_clip=null"]
 
 
 def _one_step(tiny_bert_no_dropout: str, data_root: Path, tmp: Path, name: str, devices: int,
@@ -218,7 +218,7 @@ def _assert_same_update(got: dict[str, torch.Tensor], want: dict[str, torch.Tens
         assert err <= UPDATE_TOL * scale, f"{what}: parameter {n} update differs by {err:.3g} (scale {scale:.3g})"
 
 
-@pytest.mark.parametrize("extra", [["loss.cache_chunk_size=4"],
+@pytest.mark.parametrize("extra", [["model.cache_chunk_size=4"],
                                    pytest.param([], marks=pytest.mark.slow)], ids=["cached", "plain"])
 def test_ddp_step_equals_one_process_on_the_global_batch(tiny_bert_no_dropout, data_root, tmp_path, extra):
     """trainer=ddp_sim (2 gloo processes, ddp_spawn) with the gradient cache takes the same optimiser step
@@ -243,15 +243,15 @@ def test_ddp_step_equals_one_process_on_the_global_batch(tiny_bert_no_dropout, d
 
 # --------------------------------------------------------------------------- 2. learnable temperature
 @pytest.mark.parametrize("extra", [["loss=symmetric", "loss.learn_temperature=true"],
-                                   ["loss=symmetric", "loss.learn_temperature=true", "loss.cache_chunk_size=4"],
+                                   ["loss=symmetric", "loss.learn_temperature=true", "model.cache_chunk_size=4"],
                                    ["loss=combo", "loss.bsc.learn_temperature=true"]],
                          ids=["symmetric", "symmetric-cached", "combo"])
 def test_learnable_temperature_has_its_own_group_and_moves(base, data_root, tmp_path, extra):
-    out = tmp_path / "optim.json"
+    out = tmp_path / "model.json"
     lr, temperature_lr, decay = 1e-5, 0.05, 0.01
     cfg = make_cfg(base + stsb(data_root) + extra + [
-        "data.limit_train=48", f"optim.optimizer.lr={lr}", f"optim.optimizer.weight_decay={decay}",
-        f"optim.temperature_lr={temperature_lr}", "optim.warmup_ratio=0.0", *recorder("opt", "OptimizerRecorder", out)])
+        "data.limit_train=48", f"model.optimizer.lr={lr}", f"model.optimizer.weight_decay={decay}",
+        f"model.temperature_lr={temperature_lr}", "model.warmup_ratio=0.0", *recorder("opt", "OptimizerRecorder", out)])
     train(cfg, tmp_path / "run")
     rec = json.loads(out.read_text())
     name = "alpha" if "loss=symmetric" in extra else "bsc.alpha"
@@ -299,8 +299,9 @@ def test_custom_task_threshold_reaches_the_loss(base, tmp_path):
     for split in ("train", "dev", "test"):
         (tmp_path / f"{split}.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "threshold.json"
-    cfg = make_cfg(base + ["task=custom", f"task.data_dir={tmp_path}", "task.options.type=regression",
-                           "task.options.positive_threshold=0.3", "loss=combo",
+    cfg = make_cfg(base + ["task=custom", f"task.data_dir={tmp_path}", "task.type=regression",
+                           "task.main_metric=spearman",
+                           "task.positive_threshold=0.3", "loss=combo",
                            *recorder("thr", "ThresholdRecorder", out)])
     train(cfg, tmp_path / "run")
     rec = json.loads(out.read_text())
@@ -308,10 +309,10 @@ def test_custom_task_threshold_reaches_the_loss(base, tmp_path):
 
 
 # ---------------------------------------------------------------------- 4. duplicate ids to the loss
-@pytest.mark.parametrize("extra", [[], ["loss.cache_chunk_size=4"]], ids=["plain", "cached"])
+@pytest.mark.parametrize("extra", [[], ["model.cache_chunk_size=4"]], ids=["plain", "cached"])
 def test_training_step_passes_each_sides_ids_to_the_loss(base, data_root, tmp_path, extra):
-    """The loss gets (labels, dup_a, dup_b) of the batch rows: dup_a = the rows' first-side text ids,
-    dup_b = the second-side ones (distinct id ranges here: no text is on both sides)."""
+    """The loss gets (labels, q_ids, a_ids) of the batch rows: q_ids = the rows' first-side text ids,
+    a_ids = the second-side ones (distinct id ranges here: no text is on both sides)."""
     out = tmp_path / "args.json"
     # shuffle=none: batches are file rows 0-15, 16-31, 32-47, and the fixture repeats a first side of
     # rows 0-5 in row 6, so equal ids inside a batch are exercised too
@@ -325,14 +326,14 @@ def test_training_step_passes_each_sides_ids_to_the_loss(base, data_root, tmp_pa
     seen: list[int] = []
     for call, batch in zip(calls, batches):
         assert call["rows"] == len(batch["index"])
-        assert call["dup_a"] == batch["table_a"], "dup_a is not the first side's text ids"
-        assert call["dup_b"] == batch["table_b"], "dup_b is not the second side's text ids"
+        assert call["q_ids"] == batch["table_a"], "q_ids is not the first side's text ids"
+        assert call["a_ids"] == batch["table_b"], "a_ids is not the second side's text ids"
         assert call["labels"] == pytest.approx(batch["table_label"])
-        assert set(call["dup_a"]).isdisjoint(call["dup_b"])  # a swap or a repeat of one side would show
+        assert set(call["q_ids"]).isdisjoint(call["a_ids"])  # a swap or a repeat of one side would show
         # and the ids name the texts of the file's rows (train rows keep the file order)
-        assert call["texts_of_dup_a"] == [file_rows[i][0] for i in batch["index"]]
-        assert call["texts_of_dup_b"] == [file_rows[i][1] for i in batch["index"]]
+        assert call["texts_of_q_ids"] == [file_rows[i][0] for i in batch["index"]]
+        assert call["texts_of_a_ids"] == [file_rows[i][1] for i in batch["index"]]
         assert call["labels"] == pytest.approx([file_rows[i][2] for i in batch["index"]], abs=1e-6)
         seen += batch["index"]
     assert seen == list(range(48))
-    assert any(len(set(c["dup_a"])) < len(c["dup_a"]) for c in calls)
+    assert any(len(set(c["q_ids"])) < len(c["q_ids"]) for c in calls)

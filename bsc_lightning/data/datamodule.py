@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
@@ -21,10 +21,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bsc_lightning.data.batching import Strategy, batch_stats, build_strategy, global_batches, rank_slice
+from bsc_lightning.data.chunks import Chunks, pack_chunks
 from bsc_lightning.data.table import PairTable
 from bsc_lightning.data.tasks import DataError, Task, load_task
 from bsc_lightning.data.tokens import TokenCache, tokenize_texts
-from bsc_lightning.encoder import Chunks, pack_chunks
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class PairCollator:
     """Rows of a table → a batch dict; both sides' 2B sequences packed into length-aware chunks.
 
     Output: ``chunks`` (Chunks over 2B texts: first B = side a, then B = side b), ``labels`` (B,)
-    float32, ``dup_a``/``dup_b`` (B,) int64 text ids, ``qid`` (B,), ``index`` (B,) row numbers.
+    float32, ``q_ids``/``a_ids`` (B,) int64 text ids, ``qid`` (B,), ``index`` (B,) row numbers.
     """
 
     def __init__(self, table: PairTable, tokens: TokenCache, chunk_tokens: int | None,
@@ -66,8 +66,8 @@ class PairCollator:
         return {
             "chunks": chunks,
             "labels": torch.from_numpy(t.label[idx]),
-            "dup_a": torch.from_numpy(t.a[idx]),
-            "dup_b": torch.from_numpy(t.b[idx]),
+            "q_ids": torch.from_numpy(t.a[idx]),
+            "a_ids": torch.from_numpy(t.b[idx]),
             "qid": torch.from_numpy(t.qid[idx]),
             "index": torch.from_numpy(idx),
         }
@@ -106,39 +106,37 @@ class EpochBatchSampler(Sampler[list[int]]):
 class PairDataModule(L.LightningDataModule):
     """Owns the task's pair tables, their token cache and batch construction.
 
-    Args:
-        task: task name for `load_task` (or a ready `Task`); task_options: its reader options.
-        tokenizer: a Hugging Face tokenizer; max_length: truncation length in tokens.
-        batch_size: pairs per device per step (global batch = batch_size × world size).
-        shuffle: strategy name; shuffle_options: its constructor options.
-        chunk_tokens: token budget of one encoder chunk; length_aware: sort texts by length in chunks.
-        limit_train / limit_eval: keep the first N pairs of a split (quick runs); None keeps all.
-        train_positives_only: drop labelled-negative pairs from training (the paper's ablation).
+    Built from the ``data`` config (``conf/config.yaml``, where each key is explained) with the runtime
+    objects passed in: the loaded ``task`` (or a task name, loaded with its config's facts), the
+    ``tokenizer`` and the batch-construction ``strategy`` (or a strategy name). Strategies that need
+    embeddings (``example``, ``clusters``) call ``embedder(seqs, pad_id, max_tokens=, progress=)``,
+    set by the run to the current encoder's ``encode_ids``: the data module never reaches into the model.
+    Per-epoch batch statistics wait in ``epoch_stats`` for the ``BatchStatsLogger`` callback.
     """
 
-    def __init__(self, task: str | Task, tokenizer, *, task_options: dict | None = None, max_length: int = 128,
-                 batch_size: int = 32, eval_batch_size: int = 256, shuffle: str = "random",
-                 shuffle_options: dict | None = None, seed: int = 0, chunk_tokens: int | None = 16384,
-                 chunk_rows: int | None = None, length_aware: bool = True, num_workers: int = 0,
-                 pin_memory: bool = False, limit_train: int | None = None, limit_eval: int | None = None,
-                 train_positives_only: bool = False, drop_last: bool = False,
-                 cache_dir: str | None = None) -> None:
+    def __init__(self, task: Task | str, tokenizer: Any, strategy: Strategy | str = "random", *,
+                 max_length: int = 128, batch_size: int = 32, eval_batch_size: int = 256, seed: int = 0,
+                 chunk_tokens: int | None = 16384, chunk_rows: int | None = None, length_aware: bool = True,
+                 num_workers: int = 0, pin_memory: bool = False, limit_train: int | None = None,
+                 limit_eval: int | None = None, train_positives_only: bool = False, drop_last: bool = False,
+                 cache_dir: str | None = None,
+                 embedder: Callable[..., torch.Tensor] | None = None) -> None:
         super().__init__()
         if batch_size < 1:
             raise DataError(f"data.batch_size={batch_size}: must be >= 1")
-        self._given_task = task if isinstance(task, Task) else None
+        self._given_task = task
         self.task_name = task.name if isinstance(task, Task) else task
-        self.task_options = dict(task_options or {})
         self.tokenizer, self.max_length = tokenizer, max_length
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
-        self.strategy: Strategy = build_strategy(shuffle, **dict(shuffle_options or {}))
+        self.strategy: Strategy = build_strategy(strategy) if isinstance(strategy, str) else strategy
         self.chunk_tokens, self.chunk_rows, self.length_aware = chunk_tokens, chunk_rows, length_aware
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.limit_train, self.limit_eval = limit_train, limit_eval
         self.train_positives_only, self.drop_last = train_positives_only, drop_last
-        self.cache_dir = cache_dir
+        self.cache_dir, self.embedder = cache_dir, embedder
         self.task: Task | None = None
         self.tokens: dict[str, TokenCache] = {}
+        self.epoch_stats: dict[str, float] | None = None   # the last built epoch's, until logged
         self._epoch_cache: tuple[int, list[np.ndarray]] | None = None
         self._resume_at: tuple[int, int] | None = None   # (epoch, batches already trained) after a resume
 
@@ -150,7 +148,7 @@ class PairDataModule(L.LightningDataModule):
             self._epoch_cache, self._resume_at = None, None
         if self.task is not None:
             return
-        task = self._given_task or load_task(self.task_name, **self.task_options)
+        task = self._given_task if isinstance(self._given_task, Task) else load_task(self._given_task)
         splits = dict(task.splits)
         if self.train_positives_only:
             tr = splits["train"]
@@ -217,8 +215,9 @@ class PairDataModule(L.LightningDataModule):
             self._check_same_order_on_all_ranks(order)
         stats = batch_stats(table, batches, emb)
         dropped = len(table) - sum(len(b) for b in batches)
-        self._log_epoch({"batching/seconds": seconds, "batching/dropped_pairs": dropped,
-                         **{f"batching/{k}": v for k, v in stats.items()}})
+        self.epoch_stats = {"batching/seconds": seconds, "batching/dropped_pairs": dropped,
+                            **{f"batching/{k}": float(v) for k, v in stats.items()}}
+        log.info("epoch batches: %s", {k: round(v, 4) for k, v in self.epoch_stats.items()})
         self._epoch_cache = (epoch, batches)
         return batches
 
@@ -267,13 +266,6 @@ class PairDataModule(L.LightningDataModule):
             raise RuntimeError(f"shuffle={self.strategy.name}: ranks built different epoch orders; the strategy "
                                "must be deterministic given (seed, epoch) and the gathered embeddings")
 
-    def _log_epoch(self, metrics: dict[str, float]) -> None:
-        log.info("epoch batches: %s", {k: round(float(v), 4) for k, v in metrics.items()})
-        trainer = self.trainer
-        if trainer is not None and trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.log_metrics({k: float(v) for k, v in metrics.items()}, step=trainer.global_step)
-
     @torch.no_grad()
     def embed_first_sides(self) -> torch.Tensor:
         """(N, d) L2-normalised first-side embeddings of the training pairs, from the current model.
@@ -281,15 +273,16 @@ class PairDataModule(L.LightningDataModule):
         Under DDP each rank encodes a disjoint shard of the unique texts and the shards are
         all-gathered, so every rank holds the same matrix without encoding everything itself.
         """
-        module = self.trainer.lightning_module
+        if self.embedder is None:
+            raise RuntimeError(f"shuffle={self.strategy.name} needs embeddings: set PairDataModule.embedder "
+                               "(the run sets it to the encoder's encode_ids)")
         rank, world = self.rank_world()
         table = self.train_table
         uniq, inv = np.unique(table.a, return_inverse=True)
         mine = uniq[rank::world]
         tokens = self.tokens["train"]
-        emb = module.encoder.encode_ids(tokens.seqs(mine), tokens.pad_id,
-                                        max_tokens=self.chunk_tokens or 16384, device=module.device,
-                                        progress=rank == 0)  # (n_mine, d)
+        emb = self.embedder(tokens.seqs(mine), tokens.pad_id, max_tokens=self.chunk_tokens or 16384,
+                            progress=rank == 0)  # (n_mine, d)
         if world > 1:
             size = (len(uniq) + world - 1) // world
             padded = torch.zeros((size, emb.shape[1]), dtype=emb.dtype, device=emb.device)

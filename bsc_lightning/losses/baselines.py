@@ -1,6 +1,6 @@
 """Baseline pair losses of PAPER.md (MSE, combo eq. 6, triplet) plus CoSENT, same contract as BSCLoss.
 
-forward(q (B, d), a (B, d), labels (B,) | None, dup_a (B,) | None, dup_b (B,) | None) -> LossOutput.
+forward(q (B, d), a (B, d), labels (B,) | None, q_ids (B,) | None, a_ids (B,) | None) -> LossOutput.
 All are computed in float32 (float64 kept) with autocast disabled. They are local to the rank: under
 DDP they see only the local batch (no gathering); since they are means over the local batch and the
 per-rank batches are equal, DDP's gradient average is still the gradient of the global mean for MSE.
@@ -34,8 +34,8 @@ class MSELoss(nn.Module):
         q: Tensor,
         a: Tensor,
         labels: Tensor | None = None,
-        dup_a: Tensor | None = None,
-        dup_b: Tensor | None = None,
+        q_ids: Tensor | None = None,
+        a_ids: Tensor | None = None,
     ) -> LossOutput:
         labels = _require_labels(labels, "MSELoss")
         check_pair_inputs(q, a, labels)
@@ -64,11 +64,11 @@ class ComboLoss(nn.Module):
         q: Tensor,
         a: Tensor,
         labels: Tensor | None = None,
-        dup_a: Tensor | None = None,
-        dup_b: Tensor | None = None,
+        q_ids: Tensor | None = None,
+        a_ids: Tensor | None = None,
     ) -> LossOutput:
         labels = _require_labels(labels, "ComboLoss")
-        bsc = self.bsc(q, a, labels, dup_a, dup_b)
+        bsc = self.bsc(q, a, labels, q_ids, a_ids)
         mse = self.mse(q, a, labels)
         loss = self.mu * bsc.loss + (1.0 - self.mu) * mse.loss
         return LossOutput(loss, {**bsc.logs, **mse.logs})
@@ -81,8 +81,8 @@ class TripletLoss(nn.Module):
     """Batch-all triplet loss on cosine distance d = 1 − cos (PAPER.md baselines, margin 0.5).
 
     Anchors: q_i of every positive pair i (labels[i] > positive_threshold; all pairs when labels is None),
-    positive a_i, negatives every a_j that is not a positive for q_i: j ≠ i, dup_b[j] ≠ dup_b[i] (not the
-    same answer text) and not (dup_a[j] == dup_a[i] and pair j positive). Loss = mean over all valid
+    positive a_i, negatives every a_j that is not a positive for q_i: j ≠ i, a_ids[j] ≠ a_ids[i] (not the
+    same answer text) and not (q_ids[j] == q_ids[i] and pair j positive). Loss = mean over all valid
     triplets of relu(d(q_i, a_i) − d(q_i, a_j) + margin); 0 (connected to the graph) when there is none.
     Logs ``triplet`` and ``triplets`` (number of valid triplets).
     """
@@ -99,16 +99,16 @@ class TripletLoss(nn.Module):
         q: Tensor,
         a: Tensor,
         labels: Tensor | None = None,
-        dup_a: Tensor | None = None,
-        dup_b: Tensor | None = None,
+        q_ids: Tensor | None = None,
+        a_ids: Tensor | None = None,
     ) -> LossOutput:
-        check_pair_inputs(q, a, labels, dup_a, dup_b)
+        check_pair_inputs(q, a, labels, q_ids, a_ids)
         n, device = q.shape[0], q.device
         with torch.autocast(device_type=device.type, enabled=False):
             q, a = upcast(q), upcast(a)
             distance = 1.0 - F.normalize(q, dim=-1) @ F.normalize(a, dim=-1).T  # (B, B)
             positive = positive_pairs(labels, self.positive_threshold, n, device)  # (B,)
-            positive_cols = same_text(dup_b, n, device) | (same_text(dup_a, n, device) & positive[None, :])
+            positive_cols = same_text(a_ids, n, device) | (same_text(q_ids, n, device) & positive[None, :])
             valid = positive[:, None] & ~positive_cols  # (B, B): anchor i, negative column j
             hinge = F.relu(distance.diagonal()[:, None] - distance + self.margin)  # (B, B)
             count = valid.sum()
@@ -135,8 +135,8 @@ class CoSENTLoss(nn.Module):
         q: Tensor,
         a: Tensor,
         labels: Tensor | None = None,
-        dup_a: Tensor | None = None,
-        dup_b: Tensor | None = None,
+        q_ids: Tensor | None = None,
+        a_ids: Tensor | None = None,
     ) -> LossOutput:
         labels = _require_labels(labels, "CoSENTLoss")
         check_pair_inputs(q, a, labels)

@@ -11,9 +11,9 @@ Extensions implemented here (all described in PAPER.md):
 - eq. 5, labelled negatives: pair i is positive iff labels[i] > positive_threshold. Negative pairs
   contribute no row (no numerator, not counted in the mean) but their answers — and, for L1, their
   queries — stay as columns, i.e. hard negatives for the other rows.
-- duplicate texts (``dup_a`` / ``dup_b`` integer ids, equal id = identical text): with
+- duplicate texts (``q_ids`` / ``a_ids`` integer ids, equal id = identical text): with
   ``duplicates="positive"`` (supervised-contrastive treatment) query row i has as positive columns every
-  answer j with dup_b[j] == dup_b[i] and every answer j of a positive pair with dup_a[j] == dup_a[i]
+  answer j with a_ids[j] == a_ids[i] and every answer j of a positive pair with q_ids[j] == q_ids[i]
   (symmetrically for answer rows); the row loss is the cross-entropy against the uniform distribution
   over its positive columns. ``"mask"`` removes those extra columns from the denominator instead,
   ``"ignore"`` keeps the plain diagonal targets.
@@ -164,8 +164,8 @@ def bsc_loss_terms(
     symmetric: bool = True,
     reduction: str = "mean",
     positive_threshold: float = 0.5,
-    dup_a: Tensor | None = None,
-    dup_b: Tensor | None = None,
+    q_ids: Tensor | None = None,
+    a_ids: Tensor | None = None,
     duplicates: str = "positive",
     same_side_negatives: bool = False,
     logit_scale: Tensor | float | None = None,
@@ -174,8 +174,9 @@ def bsc_loss_terms(
 ) -> BSCTerms:
     """BSC loss (eq. 1 with eq. 5 masking) and its parts on a batch of N pairs.
 
-    q, a: (N, d) embeddings; labels: (N,) or None (all positive); dup_a, dup_b: (N,) int64 text ids or
-    None. ``logit_scale`` (α = 1/τ, may be a learnable tensor) overrides ``temperature`` when given.
+    q, a: (N, d) embeddings; labels: (N,) or None (all positive); q_ids, a_ids: (N,) int64 ids of the
+    q-side and a-side texts (equal id = identical text) or None. ``logit_scale`` (α = 1/τ, may be a
+    learnable tensor) overrides ``temperature`` when given.
     ``rows`` (a contiguous slice of 0..N) computes only those rows — the local rows of a gathered
     distributed batch — and returns per direction (sum of the positive-row losses over ``rows``)
     · N / len(rows) / (positive rows in all N): the average of this over W equal disjoint slices is
@@ -183,7 +184,7 @@ def bsc_loss_terms(
     A batch without positive pair gives 0, still connected to the graph. ``row_block`` computes the
     rows in blocks of that many, recomputed in backward: same value and gradient, memory O(row_block·N).
     """
-    check_pair_inputs(q, a, labels, dup_a, dup_b)
+    check_pair_inputs(q, a, labels, q_ids, a_ids)
     if row_block is not None and row_block < 1:
         raise ValueError(f"row_block must be >= 1 or None, got {row_block}")
     if normalization not in NORMALIZATIONS:
@@ -219,14 +220,14 @@ def bsc_loss_terms(
             # N / n makes the W rank-partial values average to the global mean.
             w = positive[lo:hi].to(dtype) * (n_all / (stop - start))  # (b,)
             w = w / num_positive.clamp_min(1).to(dtype)  # (b,)
-            eq_a = _same_rows(dup_a, lo, hi, cols)  # (b, N)
-            eq_b = _same_rows(dup_b, lo, hi, cols)  # (b, N)
+            eq_q = _same_rows(q_ids, lo, hi, cols)  # (b, N)
+            eq_a = _same_rows(a_ids, lo, hi, cols)  # (b, N)
             common = {"positive": positive, "diag": cols[lo:hi, None] == cols[None, :], "logit_scale": logit_scale,
                       "duplicates": duplicates, "same_side_negatives": same_side_negatives}
-            per_qa, correct = _direction(qn[lo:hi], an, qn, eq_a, eq_b, **common)  # (b,), (b,)
+            per_qa, correct = _direction(qn[lo:hi], an, qn, eq_q, eq_a, **common)  # (b,), (b,)
             out = [(per_qa * w).sum(), (correct.to(dtype) * w).sum()]
             if symmetric:
-                per_aq, _ = _direction(an[lo:hi], qn, an, eq_b, eq_a, **common)  # (b,)
+                per_aq, _ = _direction(an[lo:hi], qn, an, eq_a, eq_q, **common)  # (b,)
                 out.append((per_aq * w).sum())
             return tuple(out)
 
@@ -260,8 +261,8 @@ def bsc_loss(
     symmetric: bool = True,
     reduction: str = "mean",
     positive_threshold: float = 0.5,
-    dup_a: Tensor | None = None,
-    dup_b: Tensor | None = None,
+    q_ids: Tensor | None = None,
+    a_ids: Tensor | None = None,
     duplicates: str = "positive",
     same_side_negatives: bool = False,
 ) -> Tensor:
@@ -275,8 +276,8 @@ def bsc_loss(
         symmetric=symmetric,
         reduction=reduction,
         positive_threshold=positive_threshold,
-        dup_a=dup_a,
-        dup_b=dup_b,
+        q_ids=q_ids,
+        a_ids=a_ids,
         duplicates=duplicates,
         same_side_negatives=same_side_negatives,
     ).loss
@@ -285,7 +286,7 @@ def bsc_loss(
 class BSCLoss(nn.Module):
     """BSC loss module, with optional learnable temperature and cross-rank gathering.
 
-    forward(q (B, d), a (B, d), labels (B,) | None, dup_a (B,) | None, dup_b (B,) | None) -> LossOutput
+    forward(q (B, d), a (B, d), labels (B,) | None, q_ids (B,) | None, a_ids (B,) | None) -> LossOutput
     with logs ``bsc``, ``bsc_qa``, ``bsc_aq`` (symmetric only), ``temperature``, ``acc``.
 
     Temperature: stored as α = 1/τ (``self.alpha``) like the authors' code; an ``nn.Parameter`` when
@@ -370,18 +371,18 @@ class BSCLoss(nn.Module):
         q: Tensor,
         a: Tensor,
         labels: Tensor | None = None,
-        dup_a: Tensor | None = None,
-        dup_b: Tensor | None = None,
+        q_ids: Tensor | None = None,
+        a_ids: Tensor | None = None,
     ) -> LossOutput:
-        check_pair_inputs(q, a, labels, dup_a, dup_b)
+        check_pair_inputs(q, a, labels, q_ids, a_ids)
         rows = None
         world, rank = world_info()
         if world > 1:
-            check_equal_batches(q, a, labels, dup_a, dup_b)
+            check_equal_batches(q, a, labels, q_ids, a_ids)
             batch = q.shape[0]
             gather = gather_with_grad if self.gather_with_grad else gather_local_grad
             q, a = gather(q), gather(a)  # (W·B, d)
-            labels, dup_a, dup_b = (None if t is None else gather_no_grad(t) for t in (labels, dup_a, dup_b))
+            labels, q_ids, a_ids = (None if t is None else gather_no_grad(t) for t in (labels, q_ids, a_ids))
             if self.local_loss:
                 rows = slice(rank * batch, (rank + 1) * batch)
         scale = self.logit_scale()
@@ -394,8 +395,8 @@ class BSCLoss(nn.Module):
             symmetric=self.symmetric,
             reduction=self.reduction,
             positive_threshold=self.positive_threshold,
-            dup_a=dup_a,
-            dup_b=dup_b,
+            q_ids=q_ids,
+            a_ids=a_ids,
             duplicates=self.duplicates,
             same_side_negatives=self.same_side_negatives,
             rows=rows,

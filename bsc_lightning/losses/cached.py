@@ -9,10 +9,20 @@ the encoder only needs one chunk's activations at a time:
 3. re-embed chunk by chunk with grad, replaying the RNG, and back-propagate the cached embedding
    gradients. Peak activation memory is one chunk's; the result equals the plain loss's gradient.
 
-The chunks are the length-aware chunks of `bsc_lightning.encoder.pack_chunks`, so one mechanism
-serves both memory and padding. Under DDP the loss gathers embeddings as usual (the gather's
-backward runs in step 2); because every backward here is a plain ``.backward()``, DDP's reducer
-never fires and the caller averages gradients once with `all_reduce_grads`.
+The chunks are the length-aware chunks of `bsc_lightning.data.chunks`, so one mechanism serves both
+memory and padding. Under DDP the loss gathers embeddings as usual (the gather's backward runs in
+step 2); because every backward here is a plain ``.backward()``, DDP's reducer never fires and the
+caller averages gradients once with `all_reduce_grads`.
+
+Why the module keeps manual optimisation for this path instead of returning a loss tensor whose
+backward hook runs step 3 (as sentence-transformers' cached losses do): under DDP, Lightning wraps
+the module in ``DistributedDataParallel``, whose reducer marks each parameter ready once per
+backward. Step 3 accumulates into every encoder parameter once per chunk, from nested backward
+calls inside the hook, so the reducer would either raise ("marked ready twice") or all-reduce after
+the first chunk, i.e. average partial gradients. Making that work needs ``no_sync`` around all but the
+last chunk plus a final synchronising pass: the same explicit all-reduce as here, hidden behind
+hooks. Single-process and 2-process exactness (tests/test_losses_distributed.py, test_wiring.py) is
+proven for this form; gradient clipping and the LR schedule are applied by the module explicitly.
 """
 from __future__ import annotations
 
@@ -23,7 +33,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from bsc_lightning.encoder import Chunks, Encoder
+from bsc_lightning.data.chunks import Chunks
+from bsc_lightning.encoder import Encoder
 
 
 def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
@@ -38,7 +49,7 @@ def _set_rng_state(state: tuple[Tensor, Tensor | None], device: torch.device) ->
 
 
 def cached_loss_backward(encoder: Encoder, loss_fn: nn.Module, chunks: Chunks, labels: Tensor | None,
-                         dup_a: Tensor | None = None, dup_b: Tensor | None = None) -> Any:
+                         q_ids: Tensor | None = None, a_ids: Tensor | None = None) -> Any:
     """Run the loss on all 2B texts of `chunks` with chunk-sized activation memory and accumulate
     the gradients into ``.grad`` of the encoder's and the loss's parameters.
 
@@ -53,7 +64,7 @@ def cached_loss_backward(encoder: Encoder, loss_fn: nn.Module, chunks: Chunks, l
             parts.append(encoder.embed(x, m))  # (n_k, d)
     emb = torch.cat(parts).index_select(0, chunks.inverse).detach().requires_grad_(True)  # (2B, d)
     b = emb.shape[0] // 2
-    out = loss_fn(emb[:b], emb[b:], labels, dup_a, dup_b)
+    out = loss_fn(emb[:b], emb[b:], labels, q_ids, a_ids)
     out.loss.backward()
     grad = emb.grad if emb.grad is not None else torch.zeros_like(emb)
     grad_chunks = torch.empty_like(grad)

@@ -113,6 +113,6 @@ def check_equal_batches(*tensors: Tensor | None) -> None:
         raise ValueError(
             "Batch-wide loss under torch.distributed needs the same batch size, embedding size and the "
             "same optional inputs (labels / dup ids) on every rank; per rank [present, size0, size1] of "
-            f"(q, a, labels, dup_a, dup_b...): {per_rank} (this is rank {rank}). Use equal per-rank "
+            f"(q, a, labels, q_ids, a_ids...): {per_rank} (this is rank {rank}). Use equal per-rank "
             "batches (e.g. drop_last=True or a padding DistributedSampler)."
         )

@@ -17,13 +17,15 @@ Strategies (paper, "Batch construction"), one module each:
 Every order is a deterministic function of (table, seed, epoch[, embeddings]): the only state kept
 between calls is a cache of table-derived data, so resuming at an epoch boundary reproduces the run.
 Options are checked when a strategy is built: ``build_strategy`` raises a one-line ``ValueError`` that
-names the config key (``shuffle.options.<key>``).
+names the config key (``shuffle.<key>``). Each strategy registers itself in ``STRATEGIES`` by its
+``name``; runs build it from ``conf/shuffle/<name>.yaml`` (``_target_``).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from bsc_lightning.data.batching.base import (
+    STRATEGIES,
     Strategy,
     batch_stats,
     global_batches,
@@ -34,11 +36,6 @@ from bsc_lightning.data.batching.example import ExampleShuffle
 from bsc_lightning.data.batching.keyed import STOP_WORDS, ClustersShuffle, WordsShuffle, group_by_keys
 from bsc_lightning.data.batching.no_duplicates import NoDuplicates
 from bsc_lightning.data.batching.simple import NoShuffle, RandomShuffle
-
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (NoShuffle, RandomShuffle, ExampleShuffle, WordsShuffle, ClustersShuffle,
-                              NoDuplicates)
-}
 
 
 def build_strategy(name: str, **options: Any) -> Strategy:
@@ -52,7 +49,7 @@ def build_strategy(name: str, **options: Any) -> Strategy:
     known = strategy_options(cls)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"shuffle.options.{unknown[0]}: not an option of shuffle={name}; "
+        raise ValueError(f"shuffle.{unknown[0]}: not an option of shuffle={name}; "
                          f"known options: {known or 'none'}")
     return cls(**options)
 

@@ -2,6 +2,7 @@
 rank slices and batch statistics."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any, ClassVar
@@ -31,6 +32,9 @@ def _group_info(sizes: np.ndarray, s: int) -> dict[str, float]:
             "full_groups": float((sizes == s).mean()) if len(sizes) else 0.0}
 
 
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+
 @dataclass
 class Strategy:
     """Base class. ``order`` returns a permutation (int64) of ``range(len(table))``.
@@ -44,6 +48,11 @@ class Strategy:
     needs_embeddings: ClassVar[bool] = False
     info: dict[str, float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:  # one class + one conf/shuffle/<name>.yaml is a new strategy; the registry is for lookups
+            STRATEGIES[cls.name] = cls
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -52,7 +61,7 @@ class Strategy:
 
     def _bad(self, key: str, why: str) -> ValueError:
         value = getattr(self, key)
-        return ValueError(f"shuffle.options.{key}={value!r} {why} (shuffle={self.name})")
+        return ValueError(f"shuffle.{key}={value!r} {why} (shuffle={self.name})")
 
     def _check_int(self, key: str, minimum: int) -> None:
         value = getattr(self, key)
@@ -73,8 +82,7 @@ class Strategy:
 
 def strategy_options(cls: type[Strategy]) -> list[str]:
     """The option names a strategy accepts (its init fields)."""
-    fields: dict[str, Any] = getattr(cls, "__dataclass_fields__", {})
-    return [k for k, f in fields.items() if f.init]
+    return [f.name for f in dataclasses.fields(cls) if f.init]
 
 
 # ---------------------------------------------------------------------------------------------------
