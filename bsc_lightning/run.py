@@ -6,6 +6,7 @@ MSE); tests the best checkpoint; writes `metrics.json` and exports the encoder.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bsc_lightning import CONF_DIR
 from bsc_lightning.data.datamodule import PairDataModule
-from bsc_lightning.data.tasks import require_positives
+from bsc_lightning.data.tasks import DataError, require_positives
 from bsc_lightning.encoder import load_tokenizer
 from bsc_lightning.export import export_encoder
 from bsc_lightning.loggers import BatchStatsLogger, RankLogFile
@@ -39,8 +40,10 @@ class ConfigError(ValueError):
 
 def build(node: DictConfig, key: str, **runtime: Any) -> Any:
     """``hydra.utils.instantiate(node)`` called with the runtime objects (data, models), which stay out of
-    OmegaConf. Our own one-line errors pass through; a key the class does not take becomes one line
-    that names it (``loss.bsc.temprature: not an option of ...``)."""
+    OmegaConf. A key the class does not take becomes one line that names it (``loss.bsc.temprature:
+    not an option of ...``), also inside nodes built later (``_partial_``, e.g. the optimiser); the
+    classes' own value checks get the node's key in front (``loss.bsc: temperature must be > 0``)."""
+    _check_partial_nodes(node, key)
     try:
         factory = hydra.utils.instantiate(node, _partial_=True)
     except InstantiationException as e:
@@ -51,18 +54,37 @@ def build(node: DictConfig, key: str, **runtime: Any) -> Any:
         raise _config_error(e, key, getattr(factory, "func", factory)) from None
 
 
-def _config_error(e: Exception, key: str, target: Any = None) -> ConfigError:
+def _check_partial_nodes(node: Any, key: str) -> None:
+    """Nested ``_partial_`` nodes are only called at fit time: check their keys against the target now."""
+    if not isinstance(node, DictConfig):
+        return
+    for k, child in node.items_ex(resolve=False):
+        if isinstance(child, DictConfig):
+            _check_partial_nodes(child, f"{key}.{k}")
+    if node.get("_partial_") and "_target_" in node and key.count(".") > 0:
+        target = hydra.utils.get_method(node._target_) if "." in node._target_ else None
+        params = inspect.signature(target).parameters if target is not None else {}
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return
+        for k in node:
+            if not str(k).startswith("_") and k not in params:
+                raise ConfigError(f"{key}.{k}: not an option of {node._target_}; check the spelling in conf/")
+
+
+def _config_error(e: Exception, key: str, target: Any = None) -> ValueError:
     cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ is not None else e
-    if isinstance(cause, ValueError):  # raised by our classes' own checks: already one line, naming the key
-        return cause if "\n" not in str(cause) else ConfigError(str(cause).splitlines()[0])
-    text = str(cause)
     sub = re.search(r"full_key: (\S+)", str(e))
-    where = f"{key}.{sub.group(1)}" if sub and not sub.group(1).startswith(key) else (sub.group(1) if sub else key)
+    where = key if not sub else sub.group(1) if sub.group(1).startswith(key) else f"{key}.{sub.group(1)}"
+    text = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    if isinstance(cause, DataError):  # the task readers' errors name the file or key themselves
+        return cause
+    if isinstance(cause, ValueError):  # a class's own check on a value: say which node it is
+        return type(cause)(text if text.startswith(where) else f"{where}: {text}")
     name = getattr(target, "__qualname__", None) or (re.search(r"target '([^']+)'", str(e)) or [None, "?"])[1]
     bad = re.search(r"unexpected keyword argument '(\w+)'", text)
     if bad:
         return ConfigError(f"{where}.{bad.group(1)}: not an option of {name}; check the spelling in conf/")
-    return ConfigError(f"{where}: {text.splitlines()[0] if text else type(cause).__name__}")
+    return ConfigError(f"{where}: {text}")
 
 
 def build_module(cfg: DictConfig, loss_key: str, encoder: torch.nn.Module) -> BSCModule:

@@ -474,7 +474,8 @@ def load_task(name: str, data_dir: str | os.PathLike | None = None, *, type: str
     known = [p for p in params if p not in ("data_dir", "split_seed", "label_scale")]
     unknown = sorted(set(opts) - set(known))
     if unknown:
-        raise DataError(f"task {name!r}: unknown option(s) {unknown}; remove task.options.{unknown[0]}, "
+        where = "task" if unknown[0] in more and unknown[0] not in dict(options or {}) else "task.options"
+        raise DataError(f"task {name!r}: unknown option(s) {unknown}; remove {where}.{unknown[0]}, "
                         f"known options: {known or 'none'}")
     if "label_scale" in params:
         scale = facts["label_scale"]
