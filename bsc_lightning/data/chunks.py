@@ -56,44 +56,71 @@ def plan_chunks(lengths: np.ndarray, max_tokens: int | None = None, max_rows: in
     ``min_chunk_tokens`` defaults to min(2048, a quarter of the batch's real tokens): big enough to keep
     an accelerator busy, small enough that a small batch still splits by length.
     Without length_aware the order is kept and chunks only bound memory. A single sequence always fits.
+
+    Vectorised per chunk (numpy over a bounded window), not per sequence: it runs in the collate
+    function of every training step (tests/test_encoder.py checks it against the per-sequence rule).
     """
+    lengths = np.asarray(lengths, dtype=np.int64)
     n = len(lengths)
     order = np.argsort(-lengths, kind="stable") if length_aware else np.arange(n)
-    sorted_len = lengths[order].tolist()
+    srt = lengths[order]
     if min_chunk_tokens is None:
-        min_chunk_tokens = min(2048, int(sum(sorted_len)) // 4)
+        min_chunk_tokens = min(2048, int(srt.sum()) // 4)
     chunks, start = [], 0
     while start < n:
-        end, longest, real = start + 1, sorted_len[start], sorted_len[start]
-        while end < n:
-            nxt = sorted_len[end]
-            width = max(longest, nxt)
-            rows = end + 1 - start
-            if (max_rows is not None and rows > max_rows) or (max_tokens is not None and rows * width > max_tokens):
-                break
-            if length_aware and real >= min_chunk_tokens and nxt < (1.0 - max_waste) * longest:
-                break
-            longest, real = width, real + nxt
-            end += 1
+        # rows a chunk can hold at most: every row is at least 1 token wide (and at least the shortest)
+        cap = n - start
+        if max_rows is not None:
+            cap = min(cap, max_rows)
+        if max_tokens is not None:
+            cap = min(cap, max(1, max_tokens // max(1, int(srt[start:].min()))))
+        win = srt[start:start + cap + 1]                   # the chunk's candidates and the next one
+        rows = np.arange(1, len(win) + 1)                  # rows if the chunk ended at each position
+        width = np.maximum.accumulate(win)
+        stop = rows > cap
+        if max_tokens is not None:
+            stop |= rows * width > max_tokens
+        if length_aware:
+            real_before = np.concatenate([[0], np.cumsum(win)[:-1]])       # real tokens already in the chunk
+            longest_before = np.concatenate([[win[0]], width[:-1]])
+            stop |= (real_before >= min_chunk_tokens) & (win < (1.0 - max_waste) * longest_before)
+        stop[0] = False                                    # a single sequence always fits
+        hit = np.flatnonzero(stop)
+        end = start + (int(hit[0]) if len(hit) else len(win))
         chunks.append(order[start:end])
         start = end
     return chunks
 
 
-def pack_chunks(seqs: Sequence[Sequence[int]], pad_id: int, max_tokens: int | None = None,
-                max_rows: int | None = None, length_aware: bool = True) -> Chunks:
-    """Pad token-id sequences chunk by chunk (see `plan_chunks`)."""
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+def pack_flat(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray, pad_id: int,
+              max_tokens: int | None = None, max_rows: int | None = None, length_aware: bool = True) -> Chunks:
+    """Sequence k is ``ids[starts[k]:starts[k] + lengths[k]]``: pad chunk by chunk (see `plan_chunks`).
+
+    One fancy-indexing gather per chunk instead of a Python loop over sequences.
+    """
+    starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
     plan = plan_chunks(lengths, max_tokens, max_rows, length_aware)
-    ids, masks = [], []
+    out_ids, masks = [], []
+    last = max(len(ids) - 1, 0)
     for pos in plan:
         lens = lengths[pos]
-        mask = np.arange(int(lens.max()))[None, :] < lens[:, None]  # (n_k, L_k), row-major = text order
-        x = np.full(mask.shape, pad_id, dtype=np.int64)
-        x[mask] = np.concatenate([seqs[p] for p in pos])
-        ids.append(torch.from_numpy(x))
+        cols = np.arange(int(lens.max()))
+        mask = cols[None, :] < lens[:, None]                                    # (n_k, L_k)
+        gather = np.minimum(starts[pos][:, None] + cols[None, :], last)         # (n_k, L_k)
+        x = np.where(mask, ids[gather] if len(ids) else pad_id, pad_id).astype(np.int64)
+        out_ids.append(torch.from_numpy(x))
         masks.append(torch.from_numpy(mask.astype(np.int64)))
     perm = torch.from_numpy(np.concatenate(plan))  # chunk-row k → original position perm[k]
     inverse = torch.empty_like(perm)
     inverse[perm] = torch.arange(len(perm))
-    return Chunks(ids, masks, inverse)
+    return Chunks(out_ids, masks, inverse)
+
+
+def pack_chunks(seqs: Sequence[Sequence[int]], pad_id: int, max_tokens: int | None = None,
+                max_rows: int | None = None, length_aware: bool = True) -> Chunks:
+    """Pad token-id sequences chunk by chunk (see `plan_chunks`); `pack_flat` without the copy when the
+    sequences already sit in one flat array (`TokenCache.pack`)."""
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if len(seqs) else np.empty(0, np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(seqs) else np.empty(0, np.int64)
+    return pack_flat(flat, starts, lengths, pad_id, max_tokens, max_rows, length_aware)

@@ -59,8 +59,7 @@ class PairCollator:
         t = self.table
         text_ids = np.concatenate([t.a[idx], t.b[idx]])  # (2B,)
         if self.length_aware or self.chunk_tokens or self.chunk_rows:
-            chunks = pack_chunks(self.tokens.seqs(text_ids), self.tokens.pad_id, self.chunk_tokens,
-                                 self.chunk_rows, self.length_aware)
+            chunks = self.tokens.pack(text_ids, self.chunk_tokens, self.chunk_rows, self.length_aware)
         else:
             chunks = self._padded_per_side(text_ids, len(idx))
         return {

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bsc_lightning.data.chunks import Chunks, pack_flat
+
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +43,13 @@ class TokenCache:
 
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+    def pack(self, idx: np.ndarray, max_tokens: int | None = None, max_rows: int | None = None,
+             length_aware: bool = True) -> Chunks:
+        """Texts ``idx`` packed into length-aware chunks straight from the flat ids (no per-text copies)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return pack_flat(self.ids, self.offsets[idx], self.offsets[idx + 1] - self.offsets[idx], self.pad_id,
+                         max_tokens, max_rows, length_aware)
 
 
 def _fingerprint(tokenizer, max_length: int, texts: Sequence[str]) -> str:
