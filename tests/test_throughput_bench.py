@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import ROOT
 
@@ -17,7 +18,7 @@ from bench import throughput as bench
 from bench.common import CONFIG_STACK
 
 BENCH_MODULES = ["bench", "bench.common", "bench.synthetic", "bench.throughput", "bench.big_batch",
-                 "bench.batching", "bench.collate"]
+                 "bench.batching", "bench.collate", "bench.suite"]
 
 
 def test_bench_modules_import_without_config_stack() -> None:
@@ -72,3 +73,36 @@ def test_throughput_bench_smoke(tiny_bert: str, data_root: Path, tmp_path: Path)
         assert by_path["bsc_padded"]["fed_tokens_per_batch"] == by_path["raw"]["fed_tokens_per_batch"]
     assert [p["data"] for p in report["padding"]] == datas
     assert "| model | data |" in (tmp_path / "bench.md").read_text()
+
+
+def test_suite_models_and_summary(tmp_path):
+    """The GPU suite's own pieces: stand-in models that load as encoders, and the summary it writes."""
+    from bench import suite
+    from bsc_lightning.encoder import Encoder
+
+    suite.make_models(tmp_path / "models", tiny=True)
+    for name in ("minilm", "bert-base-random"):
+        enc = Encoder(str(tmp_path / "models" / name))
+        assert enc.dim == 64 and enc.model.config.num_hidden_layers == 2
+    (tmp_path / "commands.md").write_text("## throughput: python -m bench.throughput ...\n")
+    (tmp_path / "throughput.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
+    (tmp_path / "batching.json").write_text('{"example": {"ratio_to_epoch": 0.01}}')
+    text = suite.summarize(tmp_path)
+    assert text.startswith("# GPU suite — ") and "## throughput\n\n| a | b |" in text
+    assert '"ratio_to_epoch": 0.01' in text and "python -m bench.throughput" in text
+
+
+@pytest.mark.slow
+def test_gpu_suite_smoke_runs_every_check(tmp_path):
+    """`bash bench/gpu_suite.sh --smoke`: every GPU check's code path on CPU, under 3 minutes."""
+    import os
+    import subprocess
+
+    out = tmp_path / "suite"
+    r = subprocess.run(["bash", "bench/gpu_suite.sh", "--smoke"], cwd=ROOT, env={**os.environ, "OUT": str(out)},
+                       capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    text = (out / "suite.md").read_text()
+    for section in ("## throughput_minilm", "## throughput_bert_base", "## big_batch", "## batching"):
+        assert section in text
+    assert "FAILED" not in (out / "commands.md").read_text()
