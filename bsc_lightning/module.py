@@ -1,8 +1,9 @@
 """LightningModule: the shared encoder + a pluggable embedding loss + task metrics.
 
-Training sees embeddings of both sides and hands them to the loss; evaluation scores every pair by
-cosine and computes the task's metrics over the whole split (dev-chosen threshold for
-classification, applied unchanged to test).
+Training sees embeddings of both sides and hands them to the loss; evaluation embeds each split's
+distinct texts once (`bsc_lightning.evaluation`), scores every pair by cosine and computes the task's
+metrics over the whole split (dev-chosen threshold for classification, applied unchanged to test), or
+ranks each query against the task's candidate pool.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bsc_lightning.encoder import Encoder
+from bsc_lightning.evaluation import POOL, SPLIT, EvalTexts, gather_rows, pool_split_metrics, split_metrics
 from bsc_lightning.losses.cached import all_reduce_grads, cached_loss_backward
 from bsc_lightning.metrics import task_metrics
 
@@ -78,6 +80,7 @@ class BSCModule(L.LightningModule):
         self.nan_check_every = max(1, nan_check_every)
         self._bad_step: Tensor | None = None
         self._eval: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}
+        self._texts: dict[tuple[int, int], list[tuple[Tensor, Tensor]]] = {}  # (loader, source) → (ids, emb)
         self.test_results: dict[str, float] = {}
         self.stage = "stage1"   # which stage of a sequential run this module trains (saved in checkpoints)
 
@@ -179,7 +182,15 @@ class BSCModule(L.LightningModule):
             set_rng_state(state["rng"])
 
     # ------------------------------------------------------------------------------ evaluation
+    # The eval loaders yield chunks of a split's DISTINCT texts (bsc_lightning.evaluation.EvalTexts, one
+    # rank's share under DDP); the steps embed them, the epoch end all-gathers the shards, scores pairs by
+    # lookup (or ranks queries against the candidate pool) and computes the metrics once per split, the
+    # same on every rank. Loaders of pair batches (PairCollator: "labels" in the batch) still work the old way.
     def _eval_step(self, batch: dict[str, Any], dataloader_idx: int) -> None:
+        if "text_ids" in batch:
+            emb = self.encoder(batch["chunks"]).float().detach()  # (n, d), rows = batch["text_ids"]
+            self._texts.setdefault((dataloader_idx, int(batch["source"])), []).append((batch["text_ids"], emb))
+            return
         q, a = self._split(batch)
         scores = F.cosine_similarity(q.float(), a.float(), dim=-1)  # (B,)
         self._eval.setdefault(dataloader_idx, []).append(
@@ -189,23 +200,59 @@ class BSCModule(L.LightningModule):
         s, y, q = zip(*self._eval.pop(idx))
         return torch.cat(s), torch.cat(y), torch.cat(q)
 
-    def _metrics(self, idx: int, threshold: float | None = None) -> dict[str, float]:
-        s, y, q = self._collect(idx)
-        return task_metrics(self.task_type, s, y, q, positive_threshold=self.positive_threshold,
-                            threshold=threshold)
+    def _eval_sets(self, stage: str) -> list[Any]:
+        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        return [getattr(dl, "dataset", None) for dl in loaders]
+
+    def _gather(self, key: tuple[int, int], n: int) -> tuple[Tensor, Tensor]:
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return gather_rows(self._texts.pop(key, []), n, self.encoder.dim, self.device, world, self.all_gather)
+
+    def _metrics_all(self, stage: str, thresholds: bool = False) -> list[dict[str, float]]:
+        """Metrics of every eval loader, in order; with ``thresholds`` the first loader's (dev)
+        classification threshold is applied to the later ones (test)."""
+        out: list[dict[str, float]] = []
+        pool_emb = pool_present = None
+        for idx, ds in enumerate(self._eval_sets(stage)):
+            threshold = out[0].get("threshold") if thresholds and out else None
+            if not isinstance(ds, EvalTexts):  # a loader of pair batches: the pairwise path
+                s, y, q = self._collect(idx)
+                out.append(task_metrics(self.task_type, s, y, q, positive_threshold=self.positive_threshold,
+                                        threshold=threshold))
+                continue
+            emb, present = self._gather((idx, SPLIT), len(ds.table.texts))
+            if ds.pool is None:
+                out.append(split_metrics(self.task_type, ds.table, emb, present,
+                                         positive_threshold=self.positive_threshold, threshold=threshold))
+                continue
+            if ds.with_pool or pool_emb is None:  # the pool is embedded once per evaluation (first loader)
+                pool_emb, pool_present = self._gather((idx, POOL), len(ds.pool))
+            out.append(pool_split_metrics(ds.table, ds.pool, emb, present, pool_emb, pool_present,
+                                          self.positive_threshold))
+        self._texts.clear()
+        self._eval.clear()
+        return out
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(batch, dataloader_idx)
 
     def on_validation_epoch_start(self) -> None:
         self._eval.clear()
+        self._texts.clear()
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or 0 not in self._eval:
+        if self.trainer.sanity_checking:
+            self._eval.clear()
+            self._texts.clear()
+            return
+        sets = self._eval_sets("val")
+        if not sets or (not isinstance(sets[0], EvalTexts) and 0 not in self._eval):
             self._eval.clear()
             return
-        # Every rank evaluates the whole split (no sampler), so no cross-rank reduction is needed.
-        m = self._metrics(0)
+        # Every rank holds every split embedding after the gather: the metrics are the same on all ranks,
+        # so no cross-rank reduction is needed (and ModelCheckpoint sees the value on every rank).
+        m = self._metrics_all("val")[0]
         self.log_dict({f"val/{k}": float(v) for k, v in m.items()}, sync_dist=False, rank_zero_only=False)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -213,10 +260,11 @@ class BSCModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._eval.clear()
+        self._texts.clear()
 
     def on_test_epoch_end(self) -> None:
-        dev = self._metrics(0)
-        test = self._metrics(1, threshold=dev.get("threshold"))
+        # Dev first: its classification threshold is applied unchanged to test.
+        dev, test = self._metrics_all("test", thresholds=True)[:2]
         self.test_results = {**{f"dev/{k}": float(v) for k, v in dev.items()},
                              **{f"test/{k}": float(v) for k, v in test.items()}}
         clean = {k: v for k, v in self.test_results.items() if math.isfinite(v)}

@@ -11,7 +11,8 @@ across rows (duplicate ids), as in the real data.
     write_mrpc(folder)    msr_paraphrase_train.txt / msr_paraphrase_test.txt   (classification)
     write_wikiqa(folder)  WikiQA-train.tsv / WikiQA-dev.tsv / WikiQA-test.tsv   (ranking)
     write_qqp(folder)     train.tsv / dev.tsv in the GLUE QQP layout (bench.synthetic)
-    write_data_root(root) all four as root/stsb, root/mrpc, root/wikiqa, root/qqp (a BSC_DATA_DIR layout)
+    write_semeval(folder) semeval_cqa/: SemEval-2016/2017 Task 3 XML, relevancy, derived/ tables (ranking)
+    write_data_root(root) all of them as root/<name> (a BSC_DATA_DIR layout)
 """
 from __future__ import annotations
 
@@ -190,12 +191,13 @@ def write_qqp(folder: str | Path, n_train: int = 200, n_dev: int = 60, seed: int
 
 
 def write_data_root(root: str | Path) -> Path:
-    """root/stsb, root/mrpc, root/wikiqa, root/qqp: the layout of ``BSC_DATA_DIR`` / ``../shared/data``."""
+    """root/{stsb,mrpc,wikiqa,qqp,semeval_cqa}: the layout of ``BSC_DATA_DIR`` / ``../shared/data``."""
     root = Path(root)
     write_stsb(root / "stsb")
     write_mrpc(root / "mrpc")
     write_wikiqa(root / "wikiqa")
     write_qqp(root / "qqp")
+    write_semeval(root / "semeval_cqa")
     return root
 
 
@@ -208,3 +210,129 @@ def make_cfg(overrides: list[str]):
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
+
+
+# ----------------------------------------------------------------------------------------- SemEval CQA
+# File names of the SemEval-2016/2017 Task 3 release (bsc_lightning.data.semeval) and the tag word that
+# starts every question subject of a file, so that tests can tell which file a split's rows came from.
+SEMEVAL_FILES = {"train2": "SemEval2016-Task3-CQA-QL-train-part2.xml", "dev": "SemEval2016-Task3-CQA-QL-dev.xml",
+                 "test16": "SemEval2016-Task3-CQA-QL-test.xml", "test17a": "SemEval2017-task3-English-test-subtaskA.xml",
+                 "rel17": "SemEval2017-Task3-CQA-QL-test.xml.subtaskB.relevancy",
+                 "test17b": "derived/SemEval2017-test-subtaskB-pairs.derived.tsv",
+                 "part1": "derived/SemEval2016-train-part1-subtaskB-pairs.derived.tsv"}
+SEMEVAL_TAGS = {"train2": "Trainpart", "dev": "Devset", "test16": "Testsixteen", "test17a": "Testseventeen",
+                "test17b": "Borgseventeen", "part1": "Partone"}
+_XML_HEAD = ['<?xml version="1.0" encoding="utf-8"?>', "<!DOCTYPE xml [", "<!ELEMENT xml (OrgQuestion*)>",
+             "<!ELEMENT RelCText (#PCDATA)>", "]>", '<xml version="1.0">', ""]
+_RELC_A = ["Good", "PotentiallyUseful", "Bad"]
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def _semeval_question(rng: random.Random, tag: str) -> tuple[str, str, list[str]]:
+    """(subject, body, key words): 'Tag small dog' / 'Where can I find a small dog in the park ?'."""
+    adj, noun = rng.choice(_ADJ), rng.choice(_NOUN)
+    return f"{tag} {adj} {noun}", f"Where can I find a {adj} {noun} {rng.choice(_PLACE)} ?", [adj, noun]
+
+
+def _semeval_thread(rng: random.Random, relq_id: str, subject: str, body: str, words: list[str],
+                    labels: list[str], relq_attrs: str = "", skip: str = "", comments: int = 5) -> list[str]:
+    """A <Thread>: the related question and ``comments`` comments; a Good one repeats the key words."""
+    skip_attr = f' SubtaskA_Skip_Because_Same_As_RelQuestion_ID="{skip}"' if skip else ""
+    out = [f'\t<Thread THREAD_SEQUENCE="{relq_id}"{skip_attr}>',
+           f'\t\t<RelQuestion RELQ_ID="{relq_id}" RELQ_CATEGORY="Advice and Help"{relq_attrs}>',
+           f"\t\t\t<RelQSubject>{_esc(subject)}</RelQSubject>", f"\t\t\t<RelQBody>{_esc(body)}</RelQBody>",
+           "\t\t</RelQuestion>", ""]
+    for c in range(comments):
+        label = labels[c]
+        if label == "Good":
+            text = f"You find the {words[0]} {words[1]} {rng.choice(_PLACE)} & it is fine."
+        elif label == "PotentiallyUseful":
+            text = f"Maybe ask about a {words[1]} {rng.choice(_PLACE)}."
+        else:
+            text = f"Thanks {rng.choice(_NOUN)} <3 {rng.choice(_VERB)} lol"
+        org_attr = ' RELC_RELEVANCE2ORGQ="Bad"' if "RELQ_RELEVANCE2ORGQ" in relq_attrs else ""
+        out += [f'\t\t<RelComment RELC_ID="{relq_id}_C{c + 1}"{org_attr} RELC_RELEVANCE2RELQ="{label}">',
+                f"\t\t\t<RelCText>{_esc(text)}</RelCText>", "\t\t</RelComment>", ""]
+    return out + ["\t</Thread>", ""]
+
+
+def _related(rng: random.Random, tag: str, words: list[str], relevance: str) -> tuple[str, str, list[str]]:
+    """A related question: a relevant one shares the original's key words, an irrelevant one does not."""
+    if relevance == "Irrelevant":
+        return _semeval_question(rng, tag)
+    subject = f"{tag} {words[0]} {words[1]} wanted"
+    return subject, f"Anyone knows a {words[0]} {words[1]} {rng.choice(_PLACE)} ?", list(words)
+
+
+def write_semeval(folder: str | Path, n_org: tuple[int, int, int] = (6, 4, 5), related: int = 4,
+                  seed: int = 0) -> Path:
+    """The semeval_cqa/ layout: 2016 train-part2 / dev / test XML (``OrgQuestion`` repeated once per related
+    ``Thread``), the 2017 subtask A test XML (top-level ``Thread``), the 2017 subtask B relevancy file and
+    the two CSV-quoted ``derived/`` tables (subject and body joined by ". ").
+
+    Per 2016 file: ``n_org`` original questions × ``related`` threads × 5 comments. Every subject starts
+    with the file's tag word (``SEMEVAL_TAGS``). In each original question, thread 2 is marked
+    ``SubtaskA_Skip_Because_Same_As_RelQuestion_ID``; the last original question has no relevant related
+    question, and thread 3 of every original question has no Good comment (for ``answered_only``); one
+    related question has an empty body, as in the release."""
+    folder = Path(folder)
+    (folder / "derived").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    relevances = ["PerfectMatch", "Relevant", "Irrelevant", "Irrelevant"]
+    comment_labels = [["Good", "Bad", "PotentiallyUseful", "Bad", "Good"], ["Bad", "Good", "Bad", "Bad", "Bad"],
+                      ["Good", "PotentiallyUseful", "Bad", "Bad", "Bad"], ["Bad", "PotentiallyUseful", "Bad", "Bad", "Bad"]]
+    first = 100
+    for key, n in zip(("train2", "dev", "test16"), n_org):
+        lines = list(_XML_HEAD)
+        for o in range(n):
+            org_id = f"Q{first + o}"
+            subject, body, words = _semeval_question(rng, SEMEVAL_TAGS[key])
+            for r in range(related):
+                rel = relevances[r % 4] if o < n - 1 else "Irrelevant"
+                rs, rb, rw = _related(rng, SEMEVAL_TAGS[key], words, rel)
+                if key == "train2" and o == 0 and r == 1:
+                    rb = ""  # an empty RelQBody occurs in the release
+                lines += [f'<OrgQuestion ORGQ_ID="{org_id}">', f"\t<OrgQSubject>{_esc(subject)}</OrgQSubject>",
+                          f"\t<OrgQBody>{_esc(body)}</OrgQBody>", ""]
+                attrs = f' RELQ_RANKING_ORDER="{r + 1}" RELQ_RELEVANCE2ORGQ="{rel}"'
+                lines += _semeval_thread(rng, f"{org_id}_R{r + 1}", rs, rb, rw, comment_labels[r % 4], attrs,
+                                         skip=f"Q9{o}_R{r}" if r == 2 else "")
+                lines += ["</OrgQuestion>", ""]
+        first += 100
+        _write(folder / SEMEVAL_FILES[key], lines + ["</xml>"], crlf=False)
+    # 2017: subtask A threads (Good / Bad only) for original questions Q900.., and the derived B pairs
+    lines = [line.replace("OrgQuestion*", "Thread*") for line in _XML_HEAD]
+    rel_lines, b_rows = [], ["orgq_id\trelq_id\torgq_subject_dot_body\trelq_subject_dot_body\tgold_relevant"]
+
+    def quoted(text: str) -> str:  # the derived tables are CSV-quoted where a field holds a quote
+        return '"' + text.replace('"', '""') + '"' if '"' in text else text
+
+    for o in range(4):
+        org_id = f"Q{900 + o}"
+        subject, body, words = _semeval_question(rng, SEMEVAL_TAGS["test17b"])
+        if o == 1:
+            body = body.replace("Where", 'Where, "really",')
+        for r in range(related):
+            rel = relevances[r % 4] if o < 3 else "Irrelevant"
+            rs, rb, rw = _related(rng, SEMEVAL_TAGS["test17a"], words, rel)
+            relq_id = f"{org_id}_R{r + 1}"
+            labels = [lab if lab != "PotentiallyUseful" else "Bad" for lab in comment_labels[r % 4]]
+            lines += _semeval_thread(rng, relq_id, rs, rb, rw, labels)
+            gold = "true" if rel != "Irrelevant" else "false"
+            rel_lines.append(f"{org_id}\t{relq_id}\t{r + 1}\t{1 / (r + 1):.4f}\t{gold}")
+            b_rows.append("\t".join([org_id, relq_id, quoted(f"{subject}. {body}"), quoted(f"{rs}. {rb}"), gold]))
+    _write(folder / SEMEVAL_FILES["test17a"], lines + ["</xml>"])
+    _write(folder / SEMEVAL_FILES["rel17"], rel_lines)
+    _write(folder / SEMEVAL_FILES["test17b"], b_rows)
+    p1 = ["orgq_subject_dot_body\trelq_subject_dot_body\tRELQ_RELEVANCE2ORGQ"]
+    for o in range(5):
+        subject, body, words = _semeval_question(rng, SEMEVAL_TAGS["part1"])
+        for r in range(related):
+            rel = relevances[r % 4]
+            rs, rb, _ = _related(rng, SEMEVAL_TAGS["part1"], words, rel)
+            p1.append(f"{subject}. {body}\t{rs}. {rb}\t{rel}")
+    _write(folder / SEMEVAL_FILES["part1"], p1)
+    return folder

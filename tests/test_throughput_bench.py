@@ -18,7 +18,7 @@ from bench import throughput as bench
 from bench.common import CONFIG_STACK
 
 BENCH_MODULES = ["bench", "bench.common", "bench.synthetic", "bench.throughput", "bench.big_batch",
-                 "bench.batching", "bench.collate", "bench.suite"]
+                 "bench.batching", "bench.collate", "bench.suite", "bench.evaluation"]
 
 
 def test_bench_modules_import_without_config_stack() -> None:

@@ -25,6 +25,7 @@ from bsc_lightning.data.chunks import Chunks, pack_chunks
 from bsc_lightning.data.table import PairTable
 from bsc_lightning.data.tasks import DataError, Task, load_task
 from bsc_lightning.data.tokens import TokenCache, tokenize_texts
+from bsc_lightning.evaluation import EvalTexts, identity
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ class PairDataModule(L.LightningDataModule):
             if id(t.texts) not in by_list:
                 by_list[id(t.texts)] = tokenize_texts(t.texts, self.tokenizer, self.max_length, self.cache_dir)
             self.tokens[name] = by_list[id(t.texts)]
+        if task.pool is not None:  # the candidate pool of corpus-level ranking (dev/test evaluation)
+            self.tokens["pool"] = tokenize_texts(task.pool.texts, self.tokenizer, self.max_length, self.cache_dir)
         log.info("task %s: %s", task.name, {k: len(v) for k, v in splits.items()})
 
     def check_batch_size(self, world: int | None = None) -> None:
@@ -310,11 +313,16 @@ class PairDataModule(L.LightningDataModule):
                            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
                            generator=torch.Generator().manual_seed(self.seed))
 
-    def eval_dataloader(self, split: str) -> DataLoader:
+    def eval_dataloader(self, split: str, with_pool: bool = True) -> DataLoader:
+        """This rank's share of the split's DISTINCT texts in length-sorted chunks (`EvalTexts`): the module
+        embeds each text once and scores pairs by lookup. ``with_pool``: the loader also carries the
+        task's candidate pool (embedded once per evaluation; later loaders of the same run reuse it)."""
         assert self.task is not None
-        table = self.task.splits[split]
-        return DataLoader(_Indices(len(table)), batch_size=self.eval_batch_size, shuffle=False,
-                          collate_fn=self._collator(split), num_workers=self.num_workers,
+        rank, world = self.rank_world()
+        data = EvalTexts(split, self.task.splits[split], self.tokens[split], pool=self.task.pool,
+                         pool_tokens=self.tokens.get("pool"), with_pool=with_pool, rank=rank, world=world,
+                         max_tokens=self.chunk_tokens or 16384, max_rows=2 * self.eval_batch_size)
+        return DataLoader(data, batch_size=None, shuffle=False, collate_fn=identity, num_workers=self.num_workers,
                           pin_memory=self.pin_memory, generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
@@ -322,4 +330,5 @@ class PairDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         # Dev comes first: the classification threshold is chosen on it and applied to test.
-        return [self.eval_dataloader("dev"), self.eval_dataloader("test")]
+        # A candidate pool rides with the dev loader only: embedded once, ranked against by both splits.
+        return [self.eval_dataloader("dev"), self.eval_dataloader("test", with_pool=False)]

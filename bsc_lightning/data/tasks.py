@@ -47,14 +47,58 @@ class DataError(ValueError):
 
 
 @dataclass
+class CandidatePool:
+    """The corpus a ranking task's queries are ranked against at evaluation (corpus-level retrieval).
+
+    - ``texts``: the distinct candidate texts (e.g. PFCC-S: the verified claims); pool id = position.
+    - Positives by id: a dev/test pair ``(query, candidate)`` with ``label > positive_threshold`` says
+      that the candidate is a positive of its query; :meth:`ids_of` maps a split's text ids (its
+      ``PairTable.texts``) to pool ids once, so ``pool_ids[table.b]`` are the pool ids of the pairs'
+      second sides. Resolving through the texts (not a per-split array) keeps it right after
+      ``PairTable.subset`` (``data.limit_eval``, the dev hold-out). ``load_task`` checks that every
+      positive of dev and test is in the pool.
+    """
+
+    texts: list[str]
+
+    def __post_init__(self) -> None:
+        self._index = {t: i for i, t in enumerate(self.texts)}
+        if len(self._index) != len(self.texts):
+            raise DataError(f"candidate pool: {len(self.texts) - len(self._index)} duplicate text(s); "
+                            "keep each candidate once")
+        self._cache: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def ids_of(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts),) int64: the pool id of each text, -1 where it is not a candidate."""
+        if self._cache is not None and self._cache[0] == id(texts):
+            return self._cache[1]
+        out = np.fromiter((self._index.get(t, -1) for t in texts), dtype=np.int64, count=len(texts))
+        self._cache = (id(texts), out)
+        return out
+
+
+@dataclass
 class Task:
-    """A loaded task: its kind, the positive cut on labels, the model-selection metric and the splits."""
+    """A loaded task: its kind, the positive cut on labels, the model-selection metric and the splits.
+
+    ``pool`` (ranking only, optional): a :class:`CandidatePool`. Without it, ranking metrics rank each
+    query's own pairs (WikiQA, SemEval). With it, training still reads the pairs, but dev and test are
+    evaluated corpus-level (``bsc_lightning.evaluation.pool_retrieval``): each query (a ``qid`` group of
+    the split; its text is the group's first side) is ranked against every pool text, and its positives
+    are the pool entries equal to the second sides of its pairs with ``label > positive_threshold``
+    (PFCC-S: each tweet against all verified claims; ``task=custom`` with ``task.options.pool_file``).
+    A reader supplies a pool by returning ``(splits, pool)`` instead of ``splits``.
+    """
 
     name: str
     type: TaskType
     positive_threshold: float
     main_metric: str
     splits: dict[str, PairTable]
+    pool: CandidatePool | None = None
 
 
 # ----------------------------------------------------------------------------------------- file reading
@@ -385,12 +429,16 @@ def _wikiqa(data_dir: Any, split_seed: int, answered_only: bool = True) -> dict[
 
 def _custom(data_dir: Any, split_seed: int, train_file: str | None = None, dev_file: str | None = None,
             test_file: str | None = None, columns: Mapping[str, str] | None = None, label_scale: float = 1.0,
-            dev_fraction: float = 0.1) -> dict[str, PairTable]:
+            dev_fraction: float = 0.1, pool_file: str | None = None
+            ) -> dict[str, PairTable] | tuple[dict[str, PairTable], CandidatePool]:
     """User files (.csv quoted, .tsv unquoted with header, .jsonl), paths relative to ``data_dir``.
 
     ``columns`` maps ``text_a``, ``text_b``, ``label`` and optional ``qid`` to file columns (defaults: the
     same names). Labels are divided by ``label_scale`` and must then lie in [0, 1]. Without ``dev_file``
     dev is a seeded ``dev_fraction`` of train (the MRPC protocol). ``qid`` values may be any strings.
+    ``pool_file`` (ranking): candidate texts (.txt one per line, or .csv/.tsv/.jsonl with a ``text``
+    column); dev/test queries are then ranked against the whole pool, the pairs' second sides being the
+    positives (a positive missing from the file is added to the pool, with a warning).
     """
     for key, value in (("train_file", train_file), ("test_file", test_file)):
         if not value:
@@ -420,7 +468,28 @@ def _custom(data_dir: Any, split_seed: int, train_file: str | None = None, dev_f
         tr, dv = _seeded_holdout(len(splits["train"]), dev_fraction, split_seed)
         splits["dev"] = splits["train"].subset(dv, "custom/dev")
         splits["train"] = splits["train"].subset(tr, "custom/train")
-    return {s: splits[s] for s in SPLITS}
+    splits = {s: splits[s] for s in SPLITS}
+    if not pool_file:
+        return splits
+    path = Path(pool_file).expanduser()
+    path = path if path.is_absolute() else base / path
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise DataError(f"{path}: file not found; check task.options.pool_file")
+        texts = [t.strip() for t in _read_text(path).splitlines()]
+    else:
+        df, _ = _read_any(path)
+        _need(df, path, ["text"], "; a pool file holds one candidate per row in a column named text")
+        texts = df["text"].astype(str).str.strip().tolist()
+    texts = list(dict.fromkeys(t for t in texts if t))
+    known = set(texts)
+    missing = list(dict.fromkeys(t for s in ("dev", "test") for t in splits[s].text_b if t not in known))
+    if missing:
+        import logging
+
+        logging.getLogger(__name__).warning("%s: %d second side(s) of dev/test are not in the pool; added",
+                                            path, len(missing))
+    return splits, CandidatePool(texts + missing)
 
 
 READERS: dict[str, Callable[..., dict[str, PairTable]]] = {
@@ -483,7 +552,26 @@ def load_task(name: str, data_dir: str | os.PathLike | None = None, *, type: str
             raise DataError(f"task {name!r}: task.label_scale={scale!r} must be > 0")
         opts["label_scale"] = float(scale)
     splits = reader(data_dir, split_seed, **opts)
-    return Task(name, facts["type"], float(facts["positive_threshold"]), facts["main_metric"], splits)
+    splits, pool = splits if isinstance(splits, tuple) else (splits, None)
+    if pool is not None:
+        _check_pool(name, facts, splits, pool)
+    return Task(name, facts["type"], float(facts["positive_threshold"]), facts["main_metric"], splits, pool)
+
+
+def _check_pool(name: str, facts: dict[str, Any], splits: dict[str, PairTable], pool: CandidatePool) -> None:
+    """A candidate pool needs a ranking task, and every dev/test positive must be one of its texts."""
+    if facts["type"] != "ranking":
+        raise DataError(f"task {name!r}: a candidate pool (pool_file) needs task.type=ranking, "
+                        f"not {facts['type']!r}")
+    if len(pool) == 0:
+        raise DataError(f"task {name!r}: the candidate pool is empty; check the pool file")
+    for split in ("dev", "test"):
+        t = splits[split]
+        pos = t.positives(float(facts["positive_threshold"]))
+        absent = np.flatnonzero(pos & (pool.ids_of(t.texts)[t.b] < 0))
+        if len(absent):
+            raise DataError(f"task {name!r}: {len(absent)} positive(s) of {split} are not in the candidate "
+                            f"pool (first: {t.texts[t.b[absent[0]]][:60]!r}); add them to the pool")
 
 
 def require_positives(table: PairTable, threshold: float, loss_name: str) -> None:
@@ -498,3 +586,7 @@ def require_positives(table: PairTable, threshold: float, loss_name: str) -> Non
         raise DataError(f"{name}: no positive pair (label > {threshold:g}) among {len(table)} pairs, but "
                         f"loss={loss_name} needs positives; fix the labels (or task.positive_threshold), or use a "
                         "loss that needs no positives: loss=mse")
+
+
+import bsc_lightning.data.pfcc  # registers pfcc_s in READERS (imports this module)
+import bsc_lightning.data.semeval  # noqa: F401  (registers cqa_a, cqa_b in READERS; imports this module)
