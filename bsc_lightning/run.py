@@ -2,16 +2,21 @@
 
 Orchestration only: every object is instantiated from the config node that names it (`_target_`),
 with the runtime objects passed in; fits (one stage, or two for sequential training such as BSC then
-MSE); tests the best checkpoint; writes `metrics.json` and exports the encoder.
+MSE); tests the best checkpoint; writes `metrics.json` and exports the encoder. With ``train=false`` it
+only evaluates the encoder as it is (zero-shot) on dev and test. Under a sweeper (``-m``, Optuna) the
+job returns a DEV metric (``optimize_metric``, default ``dev/<task.main_metric>``).
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
 import os
 import re
 import warnings
+from collections.abc import Iterable
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +31,12 @@ from bsc_lightning.data.datamodule import PairDataModule
 from bsc_lightning.data.tasks import DataError, require_positives
 from bsc_lightning.encoder import load_tokenizer
 from bsc_lightning.export import export_encoder
-from bsc_lightning.loggers import BatchStatsLogger, RankLogFile
+from bsc_lightning.loggers import BatchStatsLogger, RankLogFile, finish_loggers
 from bsc_lightning.module import BSCModule
 from bsc_lightning.rundir import RunDirError, best_score, check_run_dir, stage_of, write_atomic
 
 log = logging.getLogger(__name__)
-__all__ = ["CONF_DIR", "ConfigError", "RunDirError", "build", "main", "train"]
+__all__ = ["CONF_DIR", "ConfigError", "RunDirError", "build", "main", "objective_key", "settings_name", "train"]
 
 
 class ConfigError(ValueError):
@@ -92,28 +97,130 @@ def build_module(cfg: DictConfig, loss_key: str, encoder: torch.nn.Module) -> BS
     return build(cfg.model, "model", encoder=encoder, loss=loss)
 
 
-def build_trainer(cfg: DictConfig, out: Path, stage: str, max_epochs: int) -> L.Trainer:
-    ckpt_dir = out / "checkpoints"
-    best = L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=ckpt_dir, filename=f"{stage}-best", monitor=f"val/{cfg.task.main_metric}",
-        mode="max", save_top_k=1, save_weights_only=cfg.checkpoint.weights_only, enable_version_counter=False)
-    # last.ckpt: the full state (optimiser, scheduler, RNG, position in the epoch) that `resume` continues
-    # from; listed after `best` so that it holds the best callback's updated state.
-    # Lightning takes epoch and step intervals only one per callback: a second one for the steps.
-    last = [L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
-                                                enable_version_counter=False, **every)
-            for every in ({"every_n_epochs": 1}, {"every_n_train_steps": cfg.checkpoint.get("every_n_steps")})
-            if all(every.values())]
-    callbacks: list[Any] = [best, *last, BatchStatsLogger(), RankLogFile(out / "run.log")]
+def build_trainer(cfg: DictConfig, out: Path, stage: str, max_epochs: int, fit: bool = True) -> L.Trainer:
+    """The stage's trainer; ``fit=False`` (``train=false``): no checkpoints, only evaluation."""
+    callbacks: list[Any] = []
+    if fit:
+        ckpt_dir = out / "checkpoints"
+        best = L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=ckpt_dir, filename=f"{stage}-best", monitor=f"val/{cfg.task.main_metric}",
+            mode="max", save_top_k=1, save_weights_only=cfg.checkpoint.weights_only, enable_version_counter=False)
+        # last.ckpt: the full state (optimiser, scheduler, RNG, position in the epoch) that `resume` continues
+        # from; listed after `best` so that it holds the best callback's updated state.
+        # Lightning takes epoch and step intervals only one per callback: a second one for the steps.
+        last = [L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
+                                                    enable_version_counter=False, **every)
+                for every in ({"every_n_epochs": 1}, {"every_n_train_steps": cfg.checkpoint.get("every_n_steps")})
+                if all(every.values())]
+        callbacks += [best, *last, BatchStatsLogger()]
+    callbacks.append(RankLogFile(out / "run.log"))
     callbacks += [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
     loggers: list[Any] = []
     if cfg.get("logger"):
-        # CSV: one folder per stage; W&B names its runs itself (a fixed version would be a run id).
-        extra = {"version": stage} if "CSVLogger" in cfg.logger.get("_target_", "") else {"name": stage}
+        target = cfg.logger.get("_target_", "")
+        if "CSVLogger" in target:  # CSV: one folder per stage
+            extra: dict[str, Any] = {"version": stage}
+        elif "Wandb" in target:  # W&B: one run per job and stage, named by the job's settings
+            extra = {k: v for k, v in wandb_run_args(cfg, out, stage).items() if cfg.logger.get(k) is None}
+        else:
+            extra = {"name": stage}
         loggers.append(build(cfg.logger, "logger", save_dir=str(out), **extra))
-        callbacks.append(L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"))
+        if fit:
+            callbacks.append(L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"))
     return build(cfg.trainer, "trainer", max_epochs=max_epochs, callbacks=callbacks, logger=loggers or False,
                  default_root_dir=str(out))
+
+
+# ------------------------------------------------------------------------------ sweeps: names, objective
+def settings_name(overrides: Iterable[str], exclude: Iterable[str] = (), max_chars: int = 200) -> str:
+    """A job's settings as one flat folder / run name: ``loss=combo,seed=1``.
+
+    ``overrides`` are the job's command-line overrides (``hydra.overrides.task``); a key that matches a
+    pattern of ``exclude`` (``fnmatch``: ``trainer``, ``trainer.*``, ``data.limit_*``) is left out: paths,
+    hardware, logging. Sorted; every character outside ``[A-Za-z0-9._=,+@~%-]`` (``/`` above all, which
+    would nest folders) becomes ``-``; a long name is cut and ends with a hash of the full one.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    patterns = [str(p) for p in exclude]
+    items = []
+    for o in OverridesParser.create().parse_overrides([str(x) for x in overrides]):
+        key = o.key_or_group if o.package is None else f"{o.key_or_group}@{o.package}"
+        if any(fnmatch(key, p) or fnmatch(o.key_or_group, p) for p in patterns):
+            continue
+        value = "" if o.is_delete() and o.value() is None else o.get_value_element_as_str()
+        items.append(f"{'~' if o.is_delete() else ''}{key}={value}")
+    name = re.sub(r"[^A-Za-z0-9._=,+@~%-]", "-", ",".join(sorted(items)))
+    if len(name) > max_chars:
+        name = f"{name[:max_chars - 9]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return name
+
+
+def _sweep_subdir(num: Any, overrides: Any, exclude: Any) -> str:
+    """``hydra.sweep.subdir``: ``<job number>_<settings>`` (``<job number>`` alone without settings)."""
+    name = settings_name(overrides or [], exclude or [])
+    return f"{num}_{name}" if name else str(num)
+
+
+OmegaConf.register_new_resolver("bsc_sweep_subdir", _sweep_subdir, replace=True)
+
+
+def _hydra() -> Any:
+    """The job's HydraConfig, or None outside ``@hydra.main`` (tests, notebooks)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def wandb_run_args(cfg: DictConfig, out: Path, stage: str) -> dict[str, Any]:
+    """W&B ``name`` / ``group`` / ``job_type`` / ``tags`` / ``config`` of one job's stage.
+
+    name: the job's settings (its overrides as in the sweep folder's name), else ``task-loss-seed``, with
+    ``/<stage>`` for a sequential run; group: the sweep folder's name under ``-m``, else the experiment,
+    else the run folder's name; job_type: the stage; tags: ``task=``, ``loss=``, ``shuffle=``,
+    ``encoder=`` (Hydra's choices where known); config: the resolved run config."""
+    from hydra.types import RunMode
+
+    hc = _hydra()
+    choices = dict(hc.runtime.choices) if hc is not None else {}
+
+    def choice(group: str, fallback: Any) -> str:
+        value = choices.get(group)
+        return str(value) if value is not None else str(fallback)
+
+    loss = choice("loss", str(cfg.loss.get("_target_", "loss")).rsplit(".", 1)[-1])
+    task = choice("task", cfg.task.name)
+    name = ""
+    if hc is not None:
+        name = settings_name(hc.overrides.task, hc.job.config.override_dirname.exclude_keys)
+    name = name or f"{task}-{loss}-seed{cfg.seed}"
+    if cfg.get("stage2") and stage != "zero_shot":  # sequential: one run per stage
+        name = f"{name}/{stage}"
+    if hc is not None and hc.mode == RunMode.MULTIRUN:
+        group = Path(hc.sweep.dir).name
+    elif choices.get("experiment"):
+        group = str(choices["experiment"])
+    else:
+        group = out.resolve().name
+    tags = [f"task={task}", f"loss={loss}",
+            f"shuffle={choice('shuffle', str(cfg.shuffle.get('_target_', '')).rsplit('.', 1)[-1])}",
+            f"encoder={choice('encoder', Path(str(cfg.encoder.name_or_path)).name)}"]
+    if cfg.get("stage2"):
+        tags.append(f"stage2.loss={choice('loss@stage2.loss', str(cfg.stage2.loss.get('_target_', '')).rsplit('.', 1)[-1])}")
+    if choices.get("experiment"):
+        tags.append(f"experiment={choices['experiment']}")
+    return {"name": name, "group": group, "job_type": stage, "tags": tags,
+            "config": OmegaConf.to_container(cfg, resolve=True)}
+
+
+def objective_key(cfg: DictConfig) -> str:
+    """The metrics.json key a sweeper optimises: ``optimize_metric`` (``spearman`` or ``dev/spearman``),
+    default ``dev/<task.main_metric>``. Never a test metric: choosing settings on test leaks it."""
+    name = str(cfg.get("optimize_metric") or cfg.task.main_metric)
+    if name.startswith(("test/", "val/")):
+        raise ConfigError(f"optimize_metric={name}: sweepers get a dev metric (settings chosen on the test "
+                          f"split overfit it): use dev/{name.split('/', 1)[1]} or {name.split('/', 1)[1]}")
+    return name if name.startswith("dev/") else f"dev/{name}"
 
 
 def check_positives(module: BSCModule, dm: PairDataModule) -> None:
@@ -127,6 +234,7 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
     """Fit (and optionally a second stage), test the best checkpoint, write metrics and the encoder.
 
     ``cfg.resume`` continues an interrupted run from its last checkpoint, in the stage it stopped in.
+    ``cfg.train=false`` evaluates the encoder as it is (see ``evaluate``).
     """
     out.mkdir(parents=True, exist_ok=True)
     resume_from = check_run_dir(out, cfg.get("resume"))
@@ -139,6 +247,8 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
                strategy=build(cfg.shuffle, "shuffle"))
     dm.setup("fit")  # read and validate the data before any model is built
     encoder = build(cfg.encoder, "encoder")
+    if not cfg.get("train", True):
+        return evaluate(cfg, out, dm, build_module(cfg, "loss", encoder))
     stages = [("stage1", "loss", cfg.trainer.max_epochs)]
     if cfg.get("stage2"):
         stages.append(("stage2", "stage2.loss", cfg.stage2.max_epochs))
@@ -164,20 +274,49 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
         module.stage = stage
         dm.embedder = module.encoder.encode_ids  # example / clusters embed with the weights being trained
         trainer = build_trainer(cfg, out, stage, epochs)
-        dm.check_batch_size(trainer.world_size)
-        trainer.fit(module, datamodule=dm, ckpt_path=resume_from if resuming else None, weights_only=True)
-        best = trainer.checkpoint_callback.best_model_path or None
-        log.info("%s best checkpoint: %s (%s)", stage, best, best_score(trainer.checkpoint_callback))
-    trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=True)
+        try:
+            dm.check_batch_size(trainer.world_size)
+            trainer.fit(module, datamodule=dm, ckpt_path=resume_from if resuming else None, weights_only=True)
+            best = trainer.checkpoint_callback.best_model_path or None
+            log.info("%s best checkpoint: %s (%s)", stage, best, best_score(trainer.checkpoint_callback))
+            if i == len(stages) - 1:
+                return finish(cfg, out, trainer, module, dm, tokenizer, ckpt_path=best)
+        except BaseException:
+            finish_loggers(trainer, exit_code=1)  # the next stage or sweep job starts a new W&B run
+            raise
+        finish_loggers(trainer)  # one W&B run per stage
+    raise AssertionError("unreachable: the last stage returns")
+
+
+def evaluate(cfg: DictConfig, out: Path, dm: PairDataModule, module: BSCModule) -> dict[str, float]:
+    """``train=false``: the encoder as it is (zero-shot) on dev and test, the same metrics.json keys as a
+    trained run (classification: threshold chosen on dev, applied to test); no checkpoint, no export."""
+    module.stage = "zero_shot"
+    trainer = build_trainer(cfg, out, "zero_shot", 0, fit=False)
+    try:
+        return finish(cfg, out, trainer, module, dm, None, ckpt_path=None)
+    except BaseException:
+        finish_loggers(trainer, exit_code=1)
+        raise
+
+
+def finish(cfg: DictConfig, out: Path, trainer: L.Trainer, module: BSCModule, dm: PairDataModule,
+           tokenizer: Any, ckpt_path: str | None) -> dict[str, float]:
+    """Test (dev and test splits), write config.yaml, the encoder (when trained) and metrics.json, end
+    the loggers' runs with metrics.json as their summary."""
+    trainer.test(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     metrics = dict(module.test_results) or {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("dev/", "test/"))}
+    encoder_dir = None
     if trainer.is_global_zero:
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        if cfg.export:
-            export_encoder(module.encoder, tokenizer, out / "encoder", module.encoder.max_length)
+        if cfg.export and tokenizer is not None:
+            encoder_dir = out / "encoder"
+            export_encoder(module.encoder, tokenizer, encoder_dir, module.encoder.max_length)
         # last: a metrics.json marks a finished run
         write_atomic(out / "metrics.json", json.dumps(dict(sorted(metrics.items())), indent=2))
         log.info("metrics: %s", json.dumps(metrics))
+    finish_loggers(trainer, summary=metrics, encoder_dir=encoder_dir)
     return metrics
 
 
@@ -203,8 +342,11 @@ def main(cfg: DictConfig) -> float | None:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet_third_party()
+    key = objective_key(cfg)  # a bad optimize_metric stops before training
     metrics = train(cfg, Path(HydraConfig.get().runtime.output_dir))
-    return metrics.get(f"test/{cfg.get('optimize_metric') or ''}")
+    if key not in metrics:
+        raise ConfigError(f"optimize_metric: {key} is not in metrics.json (it has {', '.join(sorted(metrics))})")
+    return metrics[key]  # to the sweeper (Optuna maximises it: conf/sweep/optuna/stsb.yaml)
 
 
 if __name__ == "__main__":
