@@ -34,6 +34,12 @@ def task_overrides(task: str, data: Path, tmp: Path) -> list[str]:
         for split in ("train", "dev", "test"):
             (tmp / f"{split}.csv").write_text("\n".join(rows) + "\n")
         return ["task=custom", f"task.data_dir={tmp}"]
+    if task == "pfcc_s":
+        from test_evaluation import write_pfcc
+
+        return ["task=pfcc_s", f"task.data_dir={write_pfcc(tmp / 'pfcc')}", "task.options.train_pairs=40"]
+    if task in ("cqa_a", "cqa_b"):
+        return [f"task={task}", f"task.data_dir={data / 'semeval_cqa'}"]
     return [f"task={task}", f"task.data_dir={data / task}"]
 
 
