@@ -178,7 +178,8 @@ def wandb_run_args(cfg: DictConfig, out: Path, stage: str) -> dict[str, Any]:
     name: the job's settings (its overrides as in the sweep folder's name), else ``task-loss-seed``, with
     ``/<stage>`` for a sequential run; group: the sweep folder's name under ``-m``, else the experiment,
     else the run folder's name; job_type: the stage; tags: ``task=``, ``loss=``, ``shuffle=``,
-    ``encoder=`` (Hydra's choices where known); config: the resolved run config."""
+    ``encoder=`` (Hydra's choices where known); config: the resolved run config plus ``setting`` (the name
+    without the seed: the key a dashboard groups seeds by)."""
     from hydra.types import RunMode
 
     hc = _hydra()
@@ -190,10 +191,13 @@ def wandb_run_args(cfg: DictConfig, out: Path, stage: str) -> dict[str, Any]:
 
     loss = choice("loss", str(cfg.loss.get("_target_", "loss")).rsplit(".", 1)[-1])
     task = choice("task", cfg.task.name)
-    name = ""
+    name = setting = ""
     if hc is not None:
-        name = settings_name(hc.overrides.task, hc.job.config.override_dirname.exclude_keys)
+        exclude = list(hc.job.config.override_dirname.exclude_keys)
+        name = settings_name(hc.overrides.task, exclude)
+        setting = settings_name(hc.overrides.task, [*exclude, "seed"])
     name = name or f"{task}-{loss}-seed{cfg.seed}"
+    setting = setting or f"{task}-{loss}"
     if cfg.get("stage2") and stage != "zero_shot":  # sequential: one run per stage
         name = f"{name}/{stage}"
     if hc is not None and hc.mode == RunMode.MULTIRUN:
@@ -209,8 +213,9 @@ def wandb_run_args(cfg: DictConfig, out: Path, stage: str) -> dict[str, Any]:
         tags.append(f"stage2.loss={choice('loss@stage2.loss', str(cfg.stage2.loss.get('_target_', '')).rsplit('.', 1)[-1])}")
     if choices.get("experiment"):
         tags.append(f"experiment={choices['experiment']}")
-    return {"name": name, "group": group, "job_type": stage, "tags": tags,
-            "config": OmegaConf.to_container(cfg, resolve=True)}
+    # ``setting``: the job's settings without the seed, what a dashboard groups seeds by (bsc_lightning.dashboard)
+    config = {**OmegaConf.to_container(cfg, resolve=True), "setting": setting}
+    return {"name": name, "group": group, "job_type": stage, "tags": tags, "config": config}
 
 
 def objective_key(cfg: DictConfig) -> str:

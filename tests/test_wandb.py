@@ -90,6 +90,7 @@ def test_multirun_gives_one_wandb_run_per_job(tiny_bert, data_root, tmp_path_fac
         assert run["group"] == sweep.name and run["job_type"] == "stage1" and run["exit"] == 0
         assert {"task=stsb", "loss=symmetric", "shuffle=random", "encoder=minilm"} <= set(run["tags"])
         assert run["config"]["seed"] == seed and run["config"]["data"]["batch_size"] == 8
+        assert run["config"]["setting"] == SETTINGS  # seeds of one setting share it (the dashboard's groups)
         assert run["config"]["task"]["data_dir"] == str(data_root / "stsb")  # resolved values
         metrics = json.loads((job / "metrics.json").read_text())
         for k, v in metrics.items():
@@ -132,6 +133,7 @@ def test_two_stage_run_gives_one_wandb_run_per_stage(base, data_root, tmp_path, 
     assert set(runs) == {"stage1", "stage2"} and runs["stage1"]["id"] != runs["stage2"]["id"]
     for stage, run in runs.items():
         assert run["name"] == f"mrpc-BSCLoss-seed0/{stage}" and run["group"] == "run" and run["exit"] == 0
+        assert run["config"]["setting"] == "mrpc-BSCLoss"
         assert {"task=mrpc", "stage2.loss=MSELoss"} <= set(run["tags"])
         assert run["config"]["stage2"]["loss"]["_target_"].endswith("MSELoss")
         assert run["config"]["loss"]["positive_threshold"] == 0.5  # resolved
