@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bsc_lightning.data.chunks import Chunks, pack_chunks, plan_chunks
+from bsc_lightning.data.chunks import Chunks, pack_chunks, plan_eval_chunks
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class Encoder(nn.Module):
         self.eval()
         device = device or next(self.parameters()).device
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-        plan = plan_chunks(lengths, max_tokens=max_tokens)
+        plan = plan_eval_chunks(lengths, max_tokens)
         out = torch.empty((len(seqs), self.dim), dtype=torch.float32, device=device)
         it = plan
         if progress and len(plan) > 20 and not os.environ.get("BSC_NO_PROGRESS"):

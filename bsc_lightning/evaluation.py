@@ -14,7 +14,9 @@ in several pairs). Encoding each pair's two sides batch by batch (the old path, 
 3. :func:`pair_scores`: cosine of ``emb[a]`` and ``emb[b]``; the task's metrics as before (same values).
    With a pool: :func:`pool_queries` + :func:`pool_retrieval` rank every query against the whole pool in
    query chunks (memory: one ``chunk × pool`` block at a time), corpus-level MAP / MRR / P@1 / nDCG@1 /
-   HasPositive@k (``hp@k``).
+   HasPositive@k (``hp@k``). The module keeps the last pool embeddings keyed by
+   :func:`weights_fingerprint`: an evaluation with unchanged weights (test after a last-epoch validation,
+   zero-shot validate + test) skips re-encoding the pool.
 
 Standalone (no Trainer): :func:`embed_texts` + :func:`evaluate_split` (used by ``bench.evaluation``).
 """
@@ -49,15 +51,14 @@ def split_text_ids(table: PairTable, pooled: bool = False) -> np.ndarray:
 def length_batches(lengths: np.ndarray, ids: np.ndarray, max_tokens: int | None,
                    max_rows: int | None) -> list[np.ndarray]:
     """``ids`` sorted by token length (longest first) and cut so that each batch pads to at most
-    ``max_tokens`` (rows × longest) and holds at most ``max_rows`` texts."""
-    from bsc_lightning.data.chunks import plan_chunks
+    ``max_tokens`` (rows × longest), holds at most ``max_rows`` texts and spans similar lengths
+    (``chunks.plan_eval_chunks``)."""
+    from bsc_lightning.data.chunks import plan_eval_chunks
 
     ids = np.asarray(ids, dtype=np.int64)
     if len(ids) == 0:
         return []
-    plan = plan_chunks(lengths[ids], max_tokens=max_tokens, max_rows=max_rows, length_aware=True,
-                       min_chunk_tokens=max_tokens or 0)
-    return [ids[p] for p in plan]
+    return [ids[p] for p in plan_eval_chunks(lengths[ids], max_tokens, max_rows)]
 
 
 class EvalTexts(Dataset):
@@ -91,7 +92,8 @@ class EvalTexts(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         source, ids = self.items[i]
         tokens = self.tokens if source == SPLIT else self.pool_tokens
-        return {"chunks": tokens.pack(ids, self.max_tokens, None, True), "text_ids": torch.from_numpy(ids),
+        # one chunk, as planned in __init__ (already within the budget and length-sorted)
+        return {"chunks": tokens.pack(ids, None, None, False), "text_ids": torch.from_numpy(ids),
                 "source": source}
 
 
@@ -134,6 +136,19 @@ def embed_texts(encoder: Any, tokens: Any, ids: Sequence[int] | np.ndarray, max_
     (``Encoder.encode_ids``: eval mode, no grad)."""
     return encoder.encode_ids(tokens.seqs(np.asarray(ids, dtype=np.int64)), tokens.pad_id,
                               max_tokens=max_tokens, device=device)
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """A digest of a module's parameters and buffers (exact bytes): equal digests, equal embeddings. The
+    module keys its cached pool embeddings by it, so a test after the last validation with the same weights
+    (the best checkpoint was the last epoch, or a zero-shot run) reuses the pool instead of re-encoding it."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------ pair scores

@@ -21,7 +21,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bsc_lightning.encoder import Encoder
-from bsc_lightning.evaluation import POOL, SPLIT, EvalTexts, gather_rows, pool_split_metrics, split_metrics
+from bsc_lightning.evaluation import (
+    POOL,
+    SPLIT,
+    EvalTexts,
+    gather_rows,
+    pool_split_metrics,
+    split_metrics,
+    weights_fingerprint,
+)
 from bsc_lightning.losses.cached import all_reduce_grads, cached_loss_backward
 from bsc_lightning.metrics import task_metrics
 
@@ -81,6 +89,10 @@ class BSCModule(L.LightningModule):
         self._bad_step: Tensor | None = None
         self._eval: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}
         self._texts: dict[tuple[int, int], list[tuple[Tensor, Tensor]]] = {}  # (loader, source) → (ids, emb)
+        # the candidate pool's embeddings of the last evaluation: (key, emb, present), key = (weights
+        # fingerprint, pool object id); this evaluation's key (None: no pool)
+        self._pool_cache: tuple[Any, Tensor, Tensor] | None = None
+        self._pool_key: Any = None
         self.test_results: dict[str, float] = {}
         self.stage = "stage1"   # which stage of a sequential run this module trains (saved in checkpoints)
 
@@ -188,6 +200,8 @@ class BSCModule(L.LightningModule):
     # same on every rank. Loaders of pair batches (PairCollator: "labels" in the batch) still work the old way.
     def _eval_step(self, batch: dict[str, Any], dataloader_idx: int) -> None:
         if "text_ids" in batch:
+            if int(batch["source"]) == POOL and self._pool_cached():
+                return  # same weights, same pool: the last evaluation's pool embeddings are reused
             emb = self.encoder(batch["chunks"]).float().detach()  # (n, d), rows = batch["text_ids"]
             self._texts.setdefault((dataloader_idx, int(batch["source"])), []).append((batch["text_ids"], emb))
             return
@@ -209,6 +223,24 @@ class BSCModule(L.LightningModule):
         world = self.trainer.world_size if self._trainer is not None else 1
         return gather_rows(self._texts.pop(key, []), n, self.encoder.dim, self.device, world, self.all_gather)
 
+    def _start_eval(self, stage: str) -> None:
+        self._eval.clear()
+        self._texts.clear()
+        pools = [ds.pool for ds in self._eval_sets(stage) if isinstance(ds, EvalTexts) and ds.pool is not None]
+        self._pool_key = (weights_fingerprint(self.encoder), id(pools[0])) if pools else None
+
+    def _pool_cached(self) -> bool:
+        return self._pool_key is not None and self._pool_cache is not None and self._pool_cache[0] == self._pool_key
+
+    def _pool_embeddings(self, idx: int, n: int) -> tuple[Tensor, Tensor]:
+        if self._pool_cached():
+            self._texts.pop((idx, POOL), None)
+            return self._pool_cache[1], self._pool_cache[2]
+        emb, present = self._gather((idx, POOL), n)
+        if bool(present.all()):  # only a whole pool is reused (limit_val_batches may cut it)
+            self._pool_cache = (self._pool_key, emb, present)
+        return emb, present
+
     def _metrics_all(self, stage: str, thresholds: bool = False) -> list[dict[str, float]]:
         """Metrics of every eval loader, in order; with ``thresholds`` the first loader's (dev)
         classification threshold is applied to the later ones (test)."""
@@ -227,7 +259,7 @@ class BSCModule(L.LightningModule):
                                          positive_threshold=self.positive_threshold, threshold=threshold))
                 continue
             if ds.with_pool or pool_emb is None:  # the pool is embedded once per evaluation (first loader)
-                pool_emb, pool_present = self._gather((idx, POOL), len(ds.pool))
+                pool_emb, pool_present = self._pool_embeddings(idx, len(ds.pool))
             out.append(pool_split_metrics(ds.table, ds.pool, emb, present, pool_emb, pool_present,
                                           self.positive_threshold))
         self._texts.clear()
@@ -238,8 +270,7 @@ class BSCModule(L.LightningModule):
         self._eval_step(batch, dataloader_idx)
 
     def on_validation_epoch_start(self) -> None:
-        self._eval.clear()
-        self._texts.clear()
+        self._start_eval("val")
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -259,8 +290,7 @@ class BSCModule(L.LightningModule):
         self._eval_step(batch, dataloader_idx)
 
     def on_test_epoch_start(self) -> None:
-        self._eval.clear()
-        self._texts.clear()
+        self._start_eval("test")
 
     def on_test_epoch_end(self) -> None:
         # Dev first: its classification threshold is applied unchanged to test.

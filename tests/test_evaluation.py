@@ -163,6 +163,30 @@ def test_unique_texts_match_pairwise_path(encoder, data_root, tmp_path, name):
     assert n < 2 * len(t) if name == "wikiqa" else n <= 2 * len(t)
 
 
+def test_eval_chunks_close_where_lengths_drop(monkeypatch):
+    """Evaluation chunks (EvalTexts and Encoder.encode_ids): within the budget, length-sorted, and cut where
+    the length drops by more than 10% once a chunk holds 2,048 real tokens (the training rule allows 25%)."""
+    from bsc_lightning.data import chunks as chunk_mod
+
+    lengths = np.array([100] * 30 + [85] * 30 + [60] * 30)  # 10% and more below 100, within 25%
+    plan = chunk_mod.plan_eval_chunks(lengths, max_tokens=16384)
+    assert [sorted(set(lengths[p].tolist())) for p in plan] == [[100], [85], [60]]
+    assert [len(p) for p in chunk_mod.plan_chunks(lengths, max_tokens=16384)] == [60, 30]  # training rule
+    assert all(len(p) * lengths[p].max() <= 1000 for p in chunk_mod.plan_eval_chunks(lengths, max_tokens=1000))
+    # both evaluation paths plan with it: EvalTexts' items and encode_ids' chunks
+    table = type("T", (), {"a": np.arange(45), "b": np.arange(45, 90)})()
+    tokens = type("Tok", (), {"lengths": lambda self: lengths})()
+    items = EvalTexts("test", table, tokens).items
+    assert [sorted(set(lengths[ids].tolist())) for _, ids in items] == [[100], [85], [60]]
+    calls = []
+    monkeypatch.setattr("bsc_lightning.encoder.plan_eval_chunks",
+                        lambda lens, max_tokens: calls.append((list(lens), max_tokens)) or [])
+    Encoder.encode_ids(type("E", (), {"training": False, "eval": lambda s: s, "train": lambda s, m: s,
+                                      "dim": 4, "parameters": lambda s: iter([torch.zeros(1)])})(),
+                       [[1, 2], [3]], 0, max_tokens=77)
+    assert calls == [([2, 1], 77)]
+
+
 def test_gather_rows_shards_and_missing_rows():
     emb = torch.arange(12, dtype=torch.float32).reshape(6, 2)
     shards = [(torch.tensor([0, 2, 4]), emb[[0, 2, 4]]), (torch.tensor([1, 5]), emb[[1, 5]])]
@@ -189,6 +213,39 @@ def test_pool_task_evaluates_against_whole_pool(encoder, pfcc_root, tmp_path):
     assert dev.dataset.with_pool and not test.dataset.with_pool
     n_pool_texts = sum(len(ids) for src, ids in dev.dataset.items if src == 1)
     assert n_pool_texts == len(dm.task.pool)
+
+
+def test_pool_embeddings_reused_only_while_weights_are_unchanged(tiny_bert, pfcc_root, tmp_path):
+    """A 2-epoch fit validates twice (weights changed: the pool is encoded both times); the test right after
+    (same weights as the last validation) reuses the pool, with the same metrics as a fresh encoding."""
+    from functools import partial
+
+    torch.manual_seed(0)
+    enc = Encoder(tiny_bert, max_length=32)
+    task = load_task("pfcc_s", pfcc_root, options={"train_pairs": 40, "dev_fraction": 0.25})
+    dm = PairDataModule(task, load_tokenizer(tiny_bert), "random", max_length=32, batch_size=8,
+                        eval_batch_size=16, chunk_tokens=256, cache_dir=str(tmp_path / "cache"))
+    module = BSCModule(enc, BSCLoss(), task_type=task.type, positive_threshold=task.positive_threshold,
+                       main_metric=task.main_metric, optimizer=partial(torch.optim.AdamW, lr=1e-3))
+    rows: list[int] = []
+    enc.register_forward_hook(lambda m, args, out: None if m.training else rows.append(out.shape[0]))
+    kw = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
+          "enable_model_summary": False, "use_distributed_sampler": False, "enable_checkpointing": False,
+          "num_sanity_val_steps": 0}
+    L.Trainer(max_epochs=2, **kw).fit(module, datamodule=dm)
+    n_pool, n_dev = len(task.pool), len(np.unique(task.splits["dev"].a))
+    n_test = len(np.unique(task.splits["test"].a))
+    assert sum(rows) == 2 * (n_pool + n_dev)  # two validations, the pool encoded in each
+    rows.clear()
+    trainer = L.Trainer(**kw)
+    trainer.test(module, datamodule=dm, verbose=False)
+    assert sum(rows) == n_dev + n_test  # the pool of the last validation, reused
+    cached = module.test_results
+    module._pool_cache = None
+    rows.clear()
+    trainer.test(module, datamodule=dm, verbose=False)
+    assert sum(rows) == n_pool + n_dev + n_test
+    assert module.test_results == pytest.approx(cached, abs=1e-6)
 
 
 def test_custom_pool_file(tmp_path):

@@ -92,6 +92,23 @@ def plan_chunks(lengths: np.ndarray, max_tokens: int | None = None, max_rows: in
     return chunks
 
 
+# Evaluation / inference encodes a whole split once, so it can afford more, tighter chunks than a training
+# step: close a chunk once it holds 2,048 real tokens and the next text is >10% shorter than its longest.
+# WikiQA test (unique texts, max length 128): 89,162 padded tokens with one chunk per 16,384-token budget,
+# 82,200 with the training rule (25%), 76,240 with 10%, for 71,768 real tokens.
+EVAL_MAX_WASTE = 0.1
+EVAL_MIN_CHUNK_TOKENS = 2048
+
+
+def plan_eval_chunks(lengths: np.ndarray, max_tokens: int | None = 16384,
+                     max_rows: int | None = None) -> list[np.ndarray]:
+    """:func:`plan_chunks` for evaluation and inference: length-sorted, at most ``max_tokens`` padded tokens
+    and ``max_rows`` rows per chunk, a chunk closed early where the lengths drop by more than 10%."""
+    return plan_chunks(lengths, max_tokens=max_tokens, max_rows=max_rows, length_aware=True,
+                       max_waste=EVAL_MAX_WASTE,
+                       min_chunk_tokens=min(EVAL_MIN_CHUNK_TOKENS, max_tokens or EVAL_MIN_CHUNK_TOKENS))
+
+
 def pack_flat(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray, pad_id: int,
               max_tokens: int | None = None, max_rows: int | None = None, length_aware: bool = True) -> Chunks:
     """Sequence k is ``ids[starts[k]:starts[k] + lengths[k]]``: pad chunk by chunk (see `plan_chunks`).
