@@ -291,11 +291,13 @@ def _num(x: Any, digits: int = 2) -> str:
 
 
 def summary_markdown(rows: list[dict[str, Any]], axes: list[str], metrics: list[str] | None = None) -> str:
-    header = axes + ["task", "metric", "runs", "test (mean ± std)", "dev (mean ± std)", "best dev → test",
-                     "paper"] + [f"{m} (mean ± std)" for m in metrics or []]
+    task_col = [] if "task" in axes else ["task"]  # a sweep over task= shows it once
+    header = axes + task_col + ["metric", "runs", "test (mean ± std)", "dev (mean ± std)", "best dev → test",
+                                "paper"] + [f"{m} (mean ± std)" for m in metrics or []]
     body = []
     for r in rows:
-        cells = [str(r.get(a)) for a in axes] + [str(r["task"]), str(r["metric"]), str(r["runs"])]
+        cells = [str(r.get(a)) for a in axes] + [str(r["task"]) for _ in task_col] + [str(r["metric"]),
+                                                                                      str(r["runs"])]
         for split in ("test", "dev"):
             m, s = r[f"{split}_mean"], r[f"{split}_std"]
             cells.append("—" if m is None else f"{m:.2f} ± {s:.2f}")

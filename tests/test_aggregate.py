@@ -96,6 +96,15 @@ def test_summary_values(sweep):
     assert mse["test/mrr mean"] == pytest.approx(80.0)
 
 
+def test_task_column_once_when_task_is_swept(sweep):
+    rows = agg.summarize(agg.load_jobs(sweep))
+    for r in rows:
+        r["task"] = "cqa_b" if r["experiment/paper/loss"] == "mse" else "cqa_a"
+    header = agg.summary_markdown(rows, ["task"]).splitlines()[0]
+    assert header.count("| task |") == 1 and header.startswith("| task | metric | runs |")
+    assert agg.summary_markdown(rows, ["experiment/paper/loss"]).splitlines()[2].startswith("| mse | cqa_b | map |")
+
+
 def test_paper_number_matching():
     paper = agg.load_paper_numbers()
     base = {"task": "cqa_a", "loss": "bsc", "shuffle": "example", "normalization": "l2", "temperature": 0.055,
