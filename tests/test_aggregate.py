@@ -105,6 +105,16 @@ def test_task_column_once_when_task_is_swept(sweep):
     assert agg.summary_markdown(rows, ["experiment/paper/loss"]).splitlines()[2].startswith("| mse | cqa_b | map |")
 
 
+def test_paper_numbers_file_entries_are_whole():
+    """An unquoted comma in a flow mapping splits a label into a stray key ({approach: BSC (a, b)})."""
+    paper = agg.load_paper_numbers()
+    for e in paper["numbers"]:
+        assert set(e) <= {"task", "approach", "value", "when", "metric", "note"}, e
+        assert isinstance(e["approach"], str) and e["approach"].count("(") == e["approach"].count(")"), e
+    pfcc = [e for e in paper["numbers"] if e["task"] == "pfcc_s" and e["when"].get("normalization") == "coordinate"]
+    assert [e["approach"] for e in pfcc if e["when"].get("loss") == "bsc"] == ["BSC (coordinate, τ 1.2)"]
+
+
 def test_paper_number_matching():
     paper = agg.load_paper_numbers()
     base = {"task": "cqa_a", "loss": "bsc", "shuffle": "example", "normalization": "l2", "temperature": 0.055,
