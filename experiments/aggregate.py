@@ -207,7 +207,8 @@ def describe(config: dict[str, Any]) -> dict[str, Any]:
             "shuffle": SHUFFLE_NAMES.get(shuffle_cls, shuffle_cls.lower() or None),
             "normalization": bsc.get("normalization"), "temperature": bsc.get("temperature"),
             "positives_only": bool(data.get("train_positives_only", False)),
-            "learn_temperature": bool(bsc.get("learn_temperature", False))}
+            "learn_temperature": bool(bsc.get("learn_temperature", False)),
+            "trained": str(config.get("train", True)).lower() != "false"}  # zero-shot rows have no published twin
 
 
 def load_paper_numbers(path: Path = PAPER_NUMBERS) -> dict[str, Any]:

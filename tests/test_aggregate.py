@@ -118,8 +118,10 @@ def test_paper_numbers_file_entries_are_whole():
 def test_paper_number_matching():
     paper = agg.load_paper_numbers()
     base = {"task": "cqa_a", "loss": "bsc", "shuffle": "example", "normalization": "l2", "temperature": 0.055,
-            "positives_only": False, "learn_temperature": False}
+            "positives_only": False, "learn_temperature": False, "trained": True}
     assert agg.published(base, paper)["value"] == pytest.approx(80.1)
+    assert agg.published({**base, "trained": False}, paper) is None  # zero-shot: no published number beside it
+    assert agg.describe({"train": False})["trained"] is False and agg.describe({})["trained"] is True
     assert agg.published({**base, "shuffle": "none"}, paper)["value"] == pytest.approx(81.6)
     assert agg.published({**base, "positives_only": True}, paper) is None  # an ablation the paper lacks
     pfcc = {**base, "task": "pfcc_s", "normalization": "coordinate", "temperature": 1.2}
