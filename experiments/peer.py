@@ -43,7 +43,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python experiments/peer.py` without an install
 from bsc_lightning import CONF_DIR
-from bsc_lightning.data.tasks import Task, load_task, require_positives
+from bsc_lightning.data.tasks import DataError, Task, cut_splits, load_task, require_positives
 from bsc_lightning.encoder import EMBEDDED_MINILM, resolve_model_path
 from bsc_lightning.evaluation import pair_scores
 from bsc_lightning.metrics import task_metrics
@@ -86,16 +86,11 @@ def load_data(args: argparse.Namespace) -> Task:
     if task.pool is not None:
         raise SystemExit(f"peer.py: task {task.name!r} ranks against a candidate pool of {len(task.pool)} "
                          "texts (corpus-level retrieval), which this baseline does not evaluate; pick a task without one")
-    splits = dict(task.splits)
-    if args.positives_only:
-        splits["train"] = splits["train"].subset(np.flatnonzero(splits["train"].positives(task.positive_threshold)))
-    for name, limit in (("train", args.limit_train), ("dev", args.limit_eval), ("test", args.limit_eval)):
-        if limit is not None and len(splits[name]) > limit:
-            splits[name] = splits[name].subset(np.arange(limit))
-        if len(splits[name]) == 0:
-            raise SystemExit(f"peer.py: task {task.name!r}: split {name!r} is empty (check --limit-* and the files)")
-    task.splits = splits
-    return task
+    try:  # the data module's own cut: the same pairs as our runs with data.train_positives_only / limit_*
+        return cut_splits(task, train_positives_only=args.positives_only, limit_train=args.limit_train,
+                          limit_eval=args.limit_eval)
+    except DataError as e:
+        raise SystemExit(f"peer.py: {e}") from None
 
 
 def train(model: Any, task: Task, args: argparse.Namespace) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from bsc_lightning.data.batching import Strategy, batch_stats, build_strategy, global_batches, rank_slice
 from bsc_lightning.data.chunks import Chunks, pack_chunks
 from bsc_lightning.data.table import PairTable
-from bsc_lightning.data.tasks import DataError, Task, load_task
+from bsc_lightning.data.tasks import DataError, Task, cut_splits, load_task
 from bsc_lightning.data.tokens import TokenCache, tokenize_texts
 from bsc_lightning.evaluation import EvalTexts, identity
 
@@ -149,18 +149,9 @@ class PairDataModule(L.LightningDataModule):
         if self.task is not None:
             return
         task = self._given_task if isinstance(self._given_task, Task) else load_task(self._given_task)
-        splits = dict(task.splits)
-        if self.train_positives_only:
-            tr = splits["train"]
-            splits["train"] = tr.subset(np.flatnonzero(tr.positives(task.positive_threshold)))
-        for name, limit in (("train", self.limit_train), ("dev", self.limit_eval), ("test", self.limit_eval)):
-            if limit is not None and len(splits[name]) > limit:
-                splits[name] = splits[name].subset(np.arange(limit))
-        for name, t in splits.items():
-            if len(t) == 0:
-                raise DataError(f"task {task.name!r}: split {name!r} is empty (check data.limit_* and the files)")
-        task.splits = splits
-        self.task = task
+        self.task = task = cut_splits(task, train_positives_only=self.train_positives_only,
+                                      limit_train=self.limit_train, limit_eval=self.limit_eval)
+        splits = task.splits
         # One pass per distinct text list (readers may share one list across splits).
         by_list: dict[int, TokenCache] = {}
         for name, t in splits.items():

@@ -574,6 +574,25 @@ def _check_pool(name: str, facts: dict[str, Any], splits: dict[str, PairTable], 
                             f"pool (first: {t.texts[t.b[absent[0]]][:60]!r}); add them to the pool")
 
 
+def cut_splits(loaded: Task, *, train_positives_only: bool = False, limit_train: int | None = None,
+               limit_eval: int | None = None) -> Task:
+    """The splits a run sees (``data.train_positives_only``, ``data.limit_*``): the training positives only
+    (the paper's ablation) first, then the first N pairs of each split. Shared by the data module and
+    ``experiments/peer.py`` so that both train and score the same pairs. Changes ``loaded`` in place."""
+    splits = dict(loaded.splits)
+    if train_positives_only:
+        tr = splits["train"]
+        splits["train"] = tr.subset(np.flatnonzero(tr.positives(loaded.positive_threshold)))
+    for name, limit in (("train", limit_train), ("dev", limit_eval), ("test", limit_eval)):
+        if limit is not None and len(splits[name]) > limit:
+            splits[name] = splits[name].subset(np.arange(limit))
+    for name, t in splits.items():
+        if len(t) == 0:
+            raise DataError(f"task {loaded.name!r}: split {name!r} is empty (check data.limit_* and the files)")
+    loaded.splits = splits
+    return loaded
+
+
 def require_positives(table: PairTable, threshold: float, loss_name: str) -> None:
     """Raise :class:`DataError` when ``table`` (a training split) has no pair with ``label > threshold``.
 
