@@ -1,5 +1,5 @@
 """The peer baseline: the same encoder trained with sentence-transformers, the tool users would pick instead,
-on one of our tasks under /work/shared/BASELINES.md's CPU protocol. Our readers load the data and our metrics
+on one of our tasks under the CPU protocol of BASELINES.md (../shared). Our readers load the data and our metrics
 score it, so only the training differs from our runs.
 
     python experiments/peer.py --task stsb --loss mse --data-dir ../shared/data --seed 0 --epochs 1 \
