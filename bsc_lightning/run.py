@@ -228,6 +228,15 @@ def objective_key(cfg: DictConfig) -> str:
     return name if name.startswith("dev/") else f"dev/{name}"
 
 
+def check_recipe(cfg: DictConfig) -> None:
+    """A recipe (experiment=recipe_*) was chosen for one task type; on another it is untested: say which fits."""
+    kind = OmegaConf.select(cfg, "recipe.task_type")
+    if kind is not None and kind != cfg.task.type:
+        raise ConfigError(f"experiment=recipe_{kind} is the recipe for {kind} tasks, but task={cfg.task.name} is "
+                          f"{cfg.task.type}: use experiment=recipe_{cfg.task.type} (or set task.type if the task "
+                          "config is wrong)")
+
+
 def check_positives(module: BSCModule, dm: PairDataModule) -> None:
     """A contrastive loss with no positive pair trains at loss 0 all run: stop before training."""
     losses = [module.loss, getattr(module.loss, "bsc", None)]
@@ -241,6 +250,7 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
     ``cfg.resume`` continues an interrupted run from its last checkpoint, in the stage it stopped in.
     ``cfg.train=false`` evaluates the encoder as it is (see ``evaluate``).
     """
+    check_recipe(cfg)
     out.mkdir(parents=True, exist_ok=True)
     resume_from = check_run_dir(out, cfg.get("resume"))
     if resume_from is not None and (out / "metrics.json").is_file():

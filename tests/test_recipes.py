@@ -1,0 +1,142 @@
+"""experiment=recipe_{ranking,regression,classification}: each composes with every task of its type (custom
+included), sets the levers docs/results.md chose it by, refuses a task of another type before anything is
+written, and a tiny fit on a user's own files (task=custom) trains with those levers: what reaches the
+loss (labelled negatives, the stage's loss), and which strategy built the batches.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fixtures import make_cfg
+from omegaconf import OmegaConf
+
+from bsc_lightning import CONF_DIR
+from bsc_lightning.data.batching import ExampleShuffle, RandomShuffle
+from bsc_lightning.losses import BSCLoss, ComboLoss, MSELoss
+from bsc_lightning.run import ConfigError, build, train
+
+RECIPES = ("ranking", "regression", "classification")
+
+
+def tasks_of(kind: str) -> list[str]:
+    """conf/task/*.yaml of a type (custom is any type)."""
+    out = []
+    for p in sorted((Path(CONF_DIR) / "task").glob("*.yaml")):
+        if p.stem != "custom" and OmegaConf.load(p).type == kind:
+            out.append(p.stem)
+    return out
+
+
+def custom_type(kind: str) -> list[str]:
+    metric = {"ranking": "map", "regression": "spearman", "classification": "f1"}[kind]
+    return ["task=custom", f"task.type={kind}", f"task.main_metric={metric}"]
+
+
+# the levers of each recipe: (stage-1 loss, stage-2 loss or None, batch strategy)
+LEVERS = {"ranking": (BSCLoss, None, ExampleShuffle),
+          "regression": (BSCLoss, MSELoss, RandomShuffle),
+          "classification": (BSCLoss, MSELoss, RandomShuffle)}
+
+
+def check_levers(cfg, kind: str) -> None:
+    loss_cls, stage2_cls, shuffle_cls = LEVERS[kind]
+    loss = build(cfg.loss, "loss")
+    assert type(loss) is loss_cls
+    bsc = loss.bsc if isinstance(loss, ComboLoss) else loss
+    assert bsc.symmetric is True and bsc.duplicates == "positive"
+    assert bsc.positive_threshold == pytest.approx(cfg.task.positive_threshold)
+    if stage2_cls is None:
+        assert cfg.stage2 is None
+    else:
+        assert type(build(cfg.stage2.loss, "stage2.loss")) is stage2_cls
+        assert cfg.stage2.max_epochs == cfg.trainer.max_epochs == 1
+    assert type(build(cfg.shuffle, "shuffle")) is shuffle_cls
+    assert cfg.data.train_positives_only is False  # eq. 5: labelled negatives are trained on
+    assert cfg.recipe.task_type == kind == cfg.task.type
+
+
+@pytest.mark.parametrize("kind,task", [(k, t) for k in RECIPES for t in [*tasks_of(k), "custom"]])
+def test_recipe_composes_with_every_task_of_its_type(kind, task):
+    over = custom_type(kind) if task == "custom" else [f"task={task}"]
+    cfg = make_cfg([f"experiment=recipe_{kind}", *over])
+    assert cfg.task.name == task
+    check_levers(cfg, kind)
+
+
+@pytest.mark.parametrize("kind", RECIPES)
+def test_recipe_alone_picks_a_task_of_its_type(kind):
+    cfg = make_cfg([f"experiment=recipe_{kind}"])
+    assert cfg.task.type == kind
+    check_levers(cfg, kind)
+
+
+@pytest.mark.parametrize("kind,task", [("ranking", "stsb"), ("regression", "wikiqa"), ("classification", "stsb")])
+def test_recipe_refuses_another_task_type(kind, task, tmp_path):
+    cfg = make_cfg([f"experiment=recipe_{kind}", f"task={task}"])
+    with pytest.raises(ConfigError, match=f"recipe_{cfg.task.type}"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def write_custom(kind: str, folder: Path) -> list[str]:
+    """A user's files of each type: 12 questions × 4 answers (one correct) for ranking; graded [0, 1]
+    scores for regression; 0/1 for classification."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["text_a,text_b,label,qid"]
+    for i in range(48):
+        q, j = i // 4, i % 4
+        label = {"ranking": float(j == 0), "regression": round(((q + j) % 6) / 5, 2),
+                 "classification": float((q + j) % 2)}[kind]
+        rows.append(f"question {q} about topic {q % 5},answer {j} on theme {(q + j) % 7},{label},q{q}")
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    return [*custom_type(kind), f"task.data_dir={folder}", "+task.options.columns.qid=qid",
+            "task.positive_threshold=0.5"]
+
+
+@pytest.mark.parametrize("kind", RECIPES)
+def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch):
+    """What reaches each loss: the labelled negatives too (eq. 5), the second stage's loss after the
+    first; which strategy orders the batches."""
+    seen: list[tuple[str, int, int]] = []  # (loss, positives, negatives) per training call
+
+    def spy(cls):
+        forward = cls.forward
+
+        def wrapped(self, q, a, labels=None, *args, **kwargs):
+            if self.training and labels is not None:
+                pos = int((labels > 0.5).sum())
+                seen.append((cls.__name__, pos, len(labels) - pos))
+            return forward(self, q, a, labels, *args, **kwargs)
+        monkeypatch.setattr(cls, "forward", wrapped)
+
+    for cls in (BSCLoss, MSELoss):
+        spy(cls)
+    ordered: list[str] = []
+    for cls in (ExampleShuffle, RandomShuffle):
+        order = cls.order
+
+        def rec(self, *args, _order=order, **kwargs):
+            ordered.append(type(self).__name__)
+            return _order(self, *args, **kwargs)
+        monkeypatch.setattr(cls, "order", rec)
+
+    base = [f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32", "trainer=cpu", "data.batch_size=8",
+            "logger=csv", f"data.cache_dir={tmp_path / 'cache'}", "export=false", "shuffle.n_candidates=8"
+            if kind == "ranking" else "data.limit_eval=48"]
+    cfg = make_cfg([f"experiment=recipe_{kind}", *base, *write_custom(kind, tmp_path / "data")])
+    metrics = train(cfg, tmp_path / "run")
+    main = cfg.task.main_metric
+    assert f"test/{main}" in metrics and f"dev/{main}" in metrics
+    loss_cls, stage2_cls, shuffle_cls = LEVERS[kind]
+    names = [s[0] for s in seen]
+    assert names[0] == loss_cls.__name__
+    assert sum(s[2] for s in seen if s[0] == "BSCLoss") > 0, "the labelled negatives never reached BSC"
+    if stage2_cls is not None:
+        first = names.index(stage2_cls.__name__)
+        assert set(names[:first]) == {loss_cls.__name__} and set(names[first:]) == {stage2_cls.__name__}
+        assert (tmp_path / "run" / "checkpoints" / "stage2-best.ckpt").is_file()
+    else:
+        assert set(names) == {loss_cls.__name__}
+    assert ordered and set(ordered) == {shuffle_cls.__name__}
