@@ -25,9 +25,15 @@ part_dev_classification() {  # MRPC: the same candidates
   run task=mrpc loss=mse,combo seed=0 hydra.sweep.dir="$out/dev_mrpc"
   run task=mrpc experiment=bsc_then_mse seed=0 hydra.sweep.dir="$out/dev_mrpc_seq"
 }
-part_dev_wikiqa() {          # WikiQA: positives-only in-batch softmax vs all pairs with eq. 5 negatives
+part_dev_wikiqa() {          # WikiQA: positives-only in-batch softmax vs all pairs with eq. 5 negatives; τ; batches
   run task=wikiqa loss=symmetric shuffle=random data.train_positives_only=true seed=0 hydra.sweep.dir="$out/dev_wikiqa_pos"
   run task=wikiqa loss=symmetric shuffle=example seed=0 hydra.sweep.dir="$out/dev_wikiqa_eq5_example"
+  run task=wikiqa loss=symmetric shuffle=random data.train_positives_only=true loss.temperature=0.05 seed=0 \
+    hydra.sweep.dir="$out/dev_wikiqa_pos_tau05"
+  run task=wikiqa loss=symmetric shuffle=random data.train_positives_only=true loss.temperature=0.03,0.02 seed=0 \
+    hydra.sweep.dir="$out/dev_wikiqa_pos_tau"
+  run task=wikiqa loss=symmetric shuffle=example data.train_positives_only=true loss.temperature=0.05 seed=0 \
+    hydra.sweep.dir="$out/dev_wikiqa_pos_tau05_example"
 }
 part_cqa_baselines() {       # CQA-A/B (paper_cpu protocol): positives-only random, triplet; 3 seeds
   run experiment=paper/shuffles task=cqa_a,cqa_b experiment/paper/shuffle=random data.train_positives_only=true \
@@ -46,6 +52,10 @@ part_recipe_classification() {
 }
 part_recipe_wikiqa() {
   run experiment=recipe_ranking task=wikiqa seed="$seeds" hydra.sweep.dir="$out/recipe_wikiqa"
+}
+part_recipe_cqa() {          # the recipe as a user runs it (its τ, lr 2e-5) on the CQA cut, seeds of paper_cpu.sh
+  run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
+    hydra.sweep.dir="$out/recipe_cqa"
 }
 
 part_aggregate() {

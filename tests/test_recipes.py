@@ -33,18 +33,19 @@ def custom_type(kind: str) -> list[str]:
     return ["task=custom", f"task.type={kind}", f"task.main_metric={metric}"]
 
 
-# the levers of each recipe: (stage-1 loss, stage-2 loss or None, batch strategy)
-LEVERS = {"ranking": (BSCLoss, None, ExampleShuffle),
-          "regression": (BSCLoss, MSELoss, RandomShuffle),
-          "classification": (BSCLoss, MSELoss, RandomShuffle)}
+# the levers of each recipe: (stage-1 loss, stage-2 loss or None, batch strategy, positives only, τ)
+LEVERS = {"ranking": (BSCLoss, None, ExampleShuffle, True, 0.05),
+          "regression": (BSCLoss, MSELoss, RandomShuffle, False, 0.1),
+          "classification": (BSCLoss, MSELoss, RandomShuffle, False, 0.1)}
 
 
 def check_levers(cfg, kind: str) -> None:
-    loss_cls, stage2_cls, shuffle_cls = LEVERS[kind]
+    loss_cls, stage2_cls, shuffle_cls, positives_only, tau = LEVERS[kind]
     loss = build(cfg.loss, "loss")
     assert type(loss) is loss_cls
     bsc = loss.bsc if isinstance(loss, ComboLoss) else loss
-    assert bsc.symmetric is True and bsc.duplicates == "positive"
+    assert bsc.symmetric is True and bsc.duplicates == "positive" and bsc.normalization == "l2"
+    assert bsc.temperature == pytest.approx(tau)
     assert bsc.positive_threshold == pytest.approx(cfg.task.positive_threshold)
     if stage2_cls is None:
         assert cfg.stage2 is None
@@ -52,7 +53,7 @@ def check_levers(cfg, kind: str) -> None:
         assert type(build(cfg.stage2.loss, "stage2.loss")) is stage2_cls
         assert cfg.stage2.max_epochs == cfg.trainer.max_epochs == 1
     assert type(build(cfg.shuffle, "shuffle")) is shuffle_cls
-    assert cfg.data.train_positives_only is False  # eq. 5: labelled negatives are trained on
+    assert cfg.data.train_positives_only is positives_only  # False: eq. 5, labelled negatives are trained on
     assert cfg.recipe.task_type == kind == cfg.task.type
 
 
@@ -97,8 +98,8 @@ def write_custom(kind: str, folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("kind", RECIPES)
 def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch):
-    """What reaches each loss: the labelled negatives too (eq. 5), the second stage's loss after the
-    first; which strategy orders the batches."""
+    """What reaches each loss: the labelled negatives (eq. 5) or positives only, the second stage's loss
+    after the first; which strategy orders the batches."""
     seen: list[tuple[str, int, int]] = []  # (loss, positives, negatives) per training call
 
     def spy(cls):
@@ -129,10 +130,12 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
     metrics = train(cfg, tmp_path / "run")
     main = cfg.task.main_metric
     assert f"test/{main}" in metrics and f"dev/{main}" in metrics
-    loss_cls, stage2_cls, shuffle_cls = LEVERS[kind]
+    loss_cls, stage2_cls, shuffle_cls, positives_only, _ = LEVERS[kind]
     names = [s[0] for s in seen]
     assert names[0] == loss_cls.__name__
-    assert sum(s[2] for s in seen if s[0] == "BSCLoss") > 0, "the labelled negatives never reached BSC"
+    negatives = sum(s[2] for s in seen if s[0] == "BSCLoss")
+    assert sum(s[1] for s in seen if s[0] == "BSCLoss") > 0
+    assert (negatives == 0) if positives_only else (negatives > 0), negatives
     if stage2_cls is not None:
         first = names.index(stage2_cls.__name__)
         assert set(names[:first]) == {loss_cls.__name__} and set(names[first:]) == {stage2_cls.__name__}
