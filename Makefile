@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The real data sets (STS-B, MRPC, WikiQA) when this checkout sits beside shared/; unset elsewhere.
 export BSC_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install test test-full lint run stsb-losses wikiqa-shuffles bench clean
+.PHONY: install test test-full lint run stsb-losses wikiqa-shuffles recipes bench clean
 
 install:  ## torch is pinned so this machine takes its local CPU wheel, not a multi-GB CUDA build
 	$(PYTHON) -m pip install "torch==2.13.0"
@@ -24,6 +24,9 @@ lint:
 
 run:  ## the main job: fine-tune the embedded MiniLM on STS-B with the symmetric BSC loss (CPU ok)
 	$(PYTHON) -m bsc_lightning.run task=stsb loss=symmetric
+
+recipes:  ## docs/results.md "Recipes": the dev sweeps that chose experiment=recipe_*, then the recipes over seeds
+	bash experiments/recipes.sh
 
 stsb-losses:  ## docs/results.md: STS-B with mse, symmetric, combo (1 epoch, CPU)
 	bash experiments/stsb_losses.sh

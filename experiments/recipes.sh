@@ -47,6 +47,9 @@ part_cqa_baselines() {       # CQA-A/B (paper_cpu protocol): positives-only rand
 part_recipe_regression() {
   run experiment=recipe_regression task=stsb seed="$seeds" hydra.sweep.dir="$out/recipe_stsb"
 }
+part_equal_budget_stsb() {    # the regression recipe trains 2 epochs (1 per stage): plain MSE for 2 epochs
+  run task=stsb loss=mse trainer.max_epochs=2 seed=0 hydra.sweep.dir="$out/equal_budget_stsb"
+}
 part_recipe_classification() {
   run experiment=recipe_classification task=mrpc seed="$seeds" hydra.sweep.dir="$out/recipe_mrpc"
 }
@@ -66,5 +69,6 @@ part_aggregate() {
 }
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa cqa_baselines aggregate)
+[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa cqa_baselines recipe_regression
+  recipe_classification recipe_wikiqa recipe_cqa equal_budget_stsb aggregate)
 for p in "${parts[@]}"; do "part_$p"; done
