@@ -2,8 +2,8 @@
 # docs/results.md, "Recipes": the dev-only sweeps that chose experiment=recipe_{ranking,regression,
 # classification}, then the chosen recipes and their one-lever-removed ablations over 3 seeds.
 #   BSC_DATA_DIR=../shared/data bash experiments/recipes.sh [part ...]     (parts below; default: all)
-# Protocol = ../shared/BASELINES.md's (embedded MiniLM, max length 128, batch 32, 1 epoch per stage, AdamW
-# 2e-5, wd 0.01, warm-up 10%, clip 1.0), except CQA-A/CQA-B, which use the CPU cut of experiments/paper_cpu.sh
+# Protocol = ../shared/BASELINES.md's (embedded MiniLM, max length 128, batch 32, 1 epoch per stage unless a
+# line says 2, AdamW 2e-5, wd 0.01, warm-up 10%, clip 1.0), except CQA-A/CQA-B, which use the CPU cut of experiments/paper_cpu.sh
 # (max length 64, 480 training pairs, 500 dev/test pairs, the paper's per-task lr and τ) so that their rows
 # sit beside that script's MSE / BSC / combo rows. Choices are read from dev/* only (aggregate.py prints dev
 # beside test; the test columns are looked at once, after the choice).
@@ -16,14 +16,17 @@ cqa="data.limit_train=${CQA_TRAIN:-480} data.limit_eval=${CQA_EVAL:-500}"
 run() { python -m bsc_lightning.run -m trainer=cpu logger=csv export=false "$@"; }
 
 # --- dev sweeps (seed 0): which combination wins, per task type ---------------------------------------
-part_dev_regression() {      # STS-B: MSE, combo (μ 0.1, 0.5), BSC then MSE
+part_dev_regression() {      # STS-B: MSE, combo (μ 0.1, 0.5), BSC then MSE, MSE for 2 epochs (BSC then MSE's budget)
   run task=stsb loss=mse,combo seed=0 hydra.sweep.dir="$out/dev_stsb"
   run task=stsb loss=combo loss.mu=0.5 seed=0 hydra.sweep.dir="$out/dev_stsb_mu05"
   run task=stsb experiment=bsc_then_mse seed=0 hydra.sweep.dir="$out/dev_stsb_seq"
+  run task=stsb loss=mse trainer.max_epochs=2 seed=0 hydra.sweep.dir="$out/stsb_mse2"
 }
-part_dev_classification() {  # MRPC: the same candidates
+part_dev_classification() {  # MRPC: the same candidates but combo μ 0.5
   run task=mrpc loss=mse,combo seed=0 hydra.sweep.dir="$out/dev_mrpc"
   run task=mrpc experiment=bsc_then_mse seed=0 hydra.sweep.dir="$out/dev_mrpc_seq"
+  run task=mrpc loss=mse trainer.max_epochs=2 seed=0 hydra.sweep.dir="$out/mrpc_mse2"
+  run task=mrpc loss=mse trainer.max_epochs=3 seed=0 hydra.sweep.dir="$out/dev_mrpc_mse3"   # after the choice
 }
 part_dev_wikiqa() {          # WikiQA: positives-only in-batch softmax vs all pairs with eq. 5 negatives; τ; batches
   run task=wikiqa loss=symmetric shuffle=random data.train_positives_only=true seed=0 hydra.sweep.dir="$out/dev_wikiqa_pos"
@@ -34,24 +37,42 @@ part_dev_wikiqa() {          # WikiQA: positives-only in-batch softmax vs all pa
     hydra.sweep.dir="$out/dev_wikiqa_pos_tau"
   run task=wikiqa loss=symmetric shuffle=example data.train_positives_only=true loss.temperature=0.05 seed=0 \
     hydra.sweep.dir="$out/dev_wikiqa_pos_tau05_example"
+  # then, from that choice (experiment=recipe_ranking): lr, learnable τ, batch 64, one direction
+  wq() { run experiment=recipe_ranking task=wikiqa seed=0 "$@"; }
+  wq model.optimizer.lr=5e-5,1e-4 hydra.sweep.dir="$out/dev_wikiqa_lr"
+  wq model.optimizer.lr=1e-5 hydra.sweep.dir="$out/dev_wikiqa_lr1e5"
+  wq loss.learn_temperature=true hydra.sweep.dir="$out/dev_wikiqa_learn_tau"   # τ's own lr 1e-3: τ stays 0.05
+  wq loss.learn_temperature=true model.temperature_lr=0.5 hydra.sweep.dir="$out/dev_wikiqa_learn_tau_fast"
+  wq data.batch_size=64 hydra.sweep.dir="$out/dev_wikiqa_b64"
+  wq loss=oneway loss.temperature=0.05 hydra.sweep.dir="$out/dev_wikiqa_oneway"
+  wq loss.temperature=0.07 hydra.sweep.dir="$out/dev_wikiqa_tau07"
+  wq trainer.max_epochs=2 hydra.sweep.dir="$out/dev_wikiqa_ep2"
 }
-part_cqa_baselines() {       # CQA-A/B (paper_cpu protocol): positives-only random, triplet; 3 seeds
-  run experiment=paper/shuffles task=cqa_a,cqa_b experiment/paper/shuffle=random data.train_positives_only=true \
-    seed=1,2,3 $cqa hydra.sweep.dir="$out/cqa_positives_only"
-  run experiment=paper/losses task=cqa_a,cqa_b experiment/paper/loss=triplet seed=1,2,3 $cqa \
-    hydra.sweep.dir="$out/cqa_triplet"
+part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not separate: the choice is the best
+                             # dev mean over seeds 0-2 (CQA: 1-3); seed 0 is the dev sweeps' job
+  run experiment=recipe_ranking shuffle=random task=wikiqa seed=1,2 hydra.sweep.dir="$out/dev_wikiqa_random_seeds"
+  run experiment=recipe_ranking shuffle=random task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
+    hydra.sweep.dir="$out/cqa_recipe_random"
+  for t in stsb mrpc; do
+    run task=$t loss=mse seed=1,2 hydra.sweep.dir="$out/seeds_${t}_mse"
+    run task=$t experiment=bsc_then_mse seed=1,2 hydra.sweep.dir="$out/seeds_${t}_seq"
+    run task=$t loss=mse trainer.max_epochs=2 seed=1,2 hydra.sweep.dir="$out/${t}_mse2"
+  done
 }
 
 # --- the chosen recipes and one-lever-removed ablations, 3 seeds (test read once, after the choice) --------
 # Seed 0 repeats the dev sweep's job (the same config; deterministic on CPU): SEEDS=1,2 skips it.
-part_recipe_regression() {
+part_recipe_regression() {     # = the stsb_mse2 jobs (the recipe is MSE for 2 epochs; deterministic on CPU)
   run experiment=recipe_regression task=stsb seed="$seeds" hydra.sweep.dir="$out/recipe_stsb"
 }
-part_equal_budget_stsb() {    # the regression recipe trains 2 epochs (1 per stage): plain MSE for 2 epochs
-  run task=stsb loss=mse trainer.max_epochs=2 seed=0 hydra.sweep.dir="$out/equal_budget_stsb"
-}
-part_recipe_classification() {
+part_recipe_classification() { # = the mrpc_mse2 jobs
   run experiment=recipe_classification task=mrpc seed="$seeds" hydra.sweep.dir="$out/recipe_mrpc"
+}
+part_equal_budget_peer() {     # sentence-transformers (experiments/peer.py) for the recipes' two epochs, seed 0
+  for t in stsb mrpc; do
+    python experiments/peer.py --task $t --loss mse --epochs 2 --data-dir "${BSC_DATA_DIR:?set BSC_DATA_DIR}" \
+      --seed 0 --out "$out/peer_${t}_mse2"
+  done
 }
 part_recipe_wikiqa() {
   run experiment=recipe_ranking task=wikiqa seed="$seeds" hydra.sweep.dir="$out/recipe_wikiqa"
@@ -69,6 +90,6 @@ part_aggregate() {
 }
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa cqa_baselines recipe_regression
-  recipe_classification recipe_wikiqa recipe_cqa equal_budget_stsb aggregate)
+[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa cqa_baselines dev_seeds recipe_regression
+  recipe_classification equal_budget_peer recipe_wikiqa recipe_cqa aggregate)
 for p in "${parts[@]}"; do "part_$p"; done
