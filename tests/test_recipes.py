@@ -1,7 +1,7 @@
 """experiment=recipe_{ranking,regression,classification}: each composes with every task of its type (custom
 included), sets the levers docs/results.md chose it by, refuses a task of another type before anything is
 written, and a tiny fit on a user's own files (task=custom) trains with those levers: what reaches the
-loss (labelled negatives, the stage's loss), and which strategy built the batches.
+loss (labelled negatives or positives only, for how many epochs), and which strategy built the batches.
 """
 from __future__ import annotations
 
@@ -33,27 +33,25 @@ def custom_type(kind: str) -> list[str]:
     return ["task=custom", f"task.type={kind}", f"task.main_metric={metric}"]
 
 
-# the levers of each recipe: (stage-1 loss, stage-2 loss or None, batch strategy, positives only, τ)
-LEVERS = {"ranking": (BSCLoss, None, ExampleShuffle, True, 0.05),
-          "regression": (BSCLoss, MSELoss, RandomShuffle, False, 0.1),
-          "classification": (BSCLoss, MSELoss, RandomShuffle, False, 0.1)}
+# the levers of each recipe: (loss, batch strategy, positives only, τ or None, epochs); one stage each
+LEVERS = {"ranking": (BSCLoss, ExampleShuffle, True, 0.05, 1),
+          "regression": (MSELoss, RandomShuffle, False, None, 2),
+          "classification": (MSELoss, RandomShuffle, False, None, 2)}
 
 
 def check_levers(cfg, kind: str) -> None:
-    loss_cls, stage2_cls, shuffle_cls, positives_only, tau = LEVERS[kind]
+    loss_cls, shuffle_cls, positives_only, tau, epochs = LEVERS[kind]
     loss = build(cfg.loss, "loss")
     assert type(loss) is loss_cls
-    bsc = loss.bsc if isinstance(loss, ComboLoss) else loss
-    assert bsc.symmetric is True and bsc.duplicates == "positive" and bsc.normalization == "l2"
-    assert bsc.temperature == pytest.approx(tau)
-    assert bsc.positive_threshold == pytest.approx(cfg.task.positive_threshold)
-    if stage2_cls is None:
-        assert cfg.stage2 is None
-    else:
-        assert type(build(cfg.stage2.loss, "stage2.loss")) is stage2_cls
-        assert cfg.stage2.max_epochs == cfg.trainer.max_epochs == 1
+    if tau is not None:
+        bsc = loss.bsc if isinstance(loss, ComboLoss) else loss
+        assert bsc.symmetric is True and bsc.duplicates == "positive" and bsc.normalization == "l2"
+        assert bsc.temperature == pytest.approx(tau)
+        assert bsc.positive_threshold == pytest.approx(cfg.task.positive_threshold)
+    assert cfg.stage2 is None
+    assert cfg.trainer.max_epochs == epochs
     assert type(build(cfg.shuffle, "shuffle")) is shuffle_cls
-    assert cfg.data.train_positives_only is positives_only  # False: eq. 5, labelled negatives are trained on
+    assert cfg.data.train_positives_only is positives_only  # False: every labelled pair is trained on
     assert cfg.recipe.task_type == kind == cfg.task.type
 
 
@@ -98,8 +96,8 @@ def write_custom(kind: str, folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("kind", RECIPES)
 def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch):
-    """What reaches each loss: the labelled negatives (eq. 5) or positives only, the second stage's loss
-    after the first; which strategy orders the batches."""
+    """What reaches the loss: every labelled pair (negatives included) or positives only, and for how many
+    epochs; which strategy orders the batches."""
     seen: list[tuple[str, int, int]] = []  # (loss, positives, negatives) per training call
 
     def spy(cls):
@@ -130,16 +128,12 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
     metrics = train(cfg, tmp_path / "run")
     main = cfg.task.main_metric
     assert f"test/{main}" in metrics and f"dev/{main}" in metrics
-    loss_cls, stage2_cls, shuffle_cls, positives_only, _ = LEVERS[kind]
-    names = [s[0] for s in seen]
-    assert names[0] == loss_cls.__name__
-    negatives = sum(s[2] for s in seen if s[0] == "BSCLoss")
-    assert sum(s[1] for s in seen if s[0] == "BSCLoss") > 0
+    loss_cls, shuffle_cls, positives_only, _, epochs = LEVERS[kind]
+    assert {s[0] for s in seen} == {loss_cls.__name__}
+    positives = sum(s[1] for s in seen if s[0] == loss_cls.__name__)
+    negatives = sum(s[2] for s in seen if s[0] == loss_cls.__name__)
+    assert positives > 0
     assert (negatives == 0) if positives_only else (negatives > 0), negatives
-    if stage2_cls is not None:
-        first = names.index(stage2_cls.__name__)
-        assert set(names[:first]) == {loss_cls.__name__} and set(names[first:]) == {stage2_cls.__name__}
-        assert (tmp_path / "run" / "checkpoints" / "stage2-best.ckpt").is_file()
-    else:
-        assert set(names) == {loss_cls.__name__}
-    assert ordered and set(ordered) == {shuffle_cls.__name__}
+    if not positives_only:  # every epoch trains on all 48 pairs: 6 batches of 8 per epoch
+        assert len(seen) == 6 * epochs and positives + negatives == 48 * epochs
+    assert ordered == [shuffle_cls.__name__] * epochs  # batches rebuilt once per epoch, by the recipe's strategy
