@@ -47,6 +47,7 @@ part_dev_wikiqa() {          # WikiQA: positives-only in-batch softmax vs all pa
   wq loss=oneway loss.temperature=0.05 hydra.sweep.dir="$out/dev_wikiqa_oneway"
   wq loss.temperature=0.07 hydra.sweep.dir="$out/dev_wikiqa_tau07"
   wq trainer.max_epochs=2 hydra.sweep.dir="$out/dev_wikiqa_ep2"
+  run experiment=recipe_ranking task=wikiqa trainer.max_epochs=2 seed=1,2 hydra.sweep.dir="$out/dev_wikiqa_ep2"
 }
 part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not separate: the choice is the best
                              # dev mean over seeds 0-2 (CQA: 1-3); seed 0 is the dev sweeps' job
