@@ -26,7 +26,7 @@ part_dev_classification() {  # MRPC: the same candidates but combo μ 0.5
   run task=mrpc loss=mse,combo seed=0 hydra.sweep.dir="$out/dev_mrpc"
   run task=mrpc experiment=bsc_then_mse seed=0 hydra.sweep.dir="$out/dev_mrpc_seq"
   run task=mrpc loss=mse trainer.max_epochs=2 seed=0 hydra.sweep.dir="$out/mrpc_mse2"
-  run task=mrpc loss=mse trainer.max_epochs=3 seed=0 hydra.sweep.dir="$out/dev_mrpc_mse3"   # after the choice
+  run task=mrpc loss=mse trainer.max_epochs=3 seed=0 hydra.sweep.dir="$out/dev_mrpc_mse3"   # then a third epoch
 }
 part_dev_wikiqa() {          # WikiQA: positives-only in-batch softmax vs all pairs with eq. 5 negatives; τ; batches
   run task=wikiqa loss=symmetric shuffle=random data.train_positives_only=true seed=0 hydra.sweep.dir="$out/dev_wikiqa_pos"
@@ -59,6 +59,7 @@ part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not s
     run task=$t experiment=bsc_then_mse seed=1,2 hydra.sweep.dir="$out/seeds_${t}_seq"
     run task=$t loss=mse trainer.max_epochs=2 seed=1,2 hydra.sweep.dir="$out/${t}_mse2"
   done
+  run task=mrpc loss=mse trainer.max_epochs=3 seed=1,2 hydra.sweep.dir="$out/dev_mrpc_mse3"
 }
 
 # --- the chosen recipes and one-lever-removed ablations, 3 seeds (test read once, after the choice) --------
@@ -66,13 +67,13 @@ part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not s
 part_recipe_regression() {     # = the stsb_mse2 jobs (the recipe is MSE for 2 epochs; deterministic on CPU)
   run experiment=recipe_regression task=stsb seed="$seeds" hydra.sweep.dir="$out/recipe_stsb"
 }
-part_recipe_classification() { # = the mrpc_mse2 jobs
+part_recipe_classification() { # = the dev_mrpc_mse3 jobs (MSE for 3 epochs)
   run experiment=recipe_classification task=mrpc seed="$seeds" hydra.sweep.dir="$out/recipe_mrpc"
 }
-part_equal_budget_peer() {     # sentence-transformers (experiments/peer.py) for the recipes' two epochs, seed 0
-  for t in stsb mrpc; do
-    python experiments/peer.py --task $t --loss mse --epochs 2 --data-dir "${BSC_DATA_DIR:?set BSC_DATA_DIR}" \
-      --seed 0 --out "$out/peer_${t}_mse2"
+part_equal_budget_peer() {     # sentence-transformers (experiments/peer.py) at our MSE's 2 and 3 epochs, seed 0
+  for te in stsb:2 mrpc:2 mrpc:3; do   # mrpc:3 (the classification recipe's budget) was not run yet
+    python experiments/peer.py --task ${te%:*} --loss mse --epochs ${te#*:} --data-dir "${BSC_DATA_DIR:?set BSC_DATA_DIR}" \
+      --seed 0 --out "$out/peer_${te%:*}_mse${te#*:}"
   done
 }
 part_recipe_wikiqa() {

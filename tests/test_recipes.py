@@ -36,7 +36,7 @@ def custom_type(kind: str) -> list[str]:
 # the levers of each recipe: (loss, batch strategy, positives only, τ or None, epochs); one stage each
 LEVERS = {"ranking": (BSCLoss, ExampleShuffle, True, 0.05, 1),
           "regression": (MSELoss, RandomShuffle, False, None, 2),
-          "classification": (MSELoss, RandomShuffle, False, None, 2)}
+          "classification": (MSELoss, RandomShuffle, False, None, 3)}
 
 
 def check_levers(cfg, kind: str) -> None:
