@@ -3,7 +3,7 @@
 # classification}, then the chosen recipes and their one-lever-removed ablations over 3 seeds.
 #   BSC_DATA_DIR=../shared/data bash experiments/recipes.sh [part ...]     (parts below; default: all)
 # Protocol = ../shared/BASELINES.md's (embedded MiniLM, max length 128, batch 32, 1 epoch per stage unless a
-# line says 2, AdamW 2e-5, wd 0.01, warm-up 10%, clip 1.0), except CQA-A/CQA-B, which use the CPU cut of experiments/paper_cpu.sh
+# line says otherwise, AdamW 2e-5, wd 0.01, warm-up 10%, clip 1.0), except CQA-A/CQA-B, which use the CPU cut of experiments/paper_cpu.sh
 # (max length 64, 480 training pairs, 500 dev/test pairs, the paper's per-task lr and τ) so that their rows
 # sit beside that script's MSE / BSC / combo rows. Choices are read from dev/* only (aggregate.py prints dev
 # beside test; the test columns are looked at once, after the choice).
@@ -22,7 +22,7 @@ part_dev_regression() {      # STS-B: MSE, combo (μ 0.1, 0.5), BSC then MSE, MS
   run task=stsb experiment=bsc_then_mse seed=0 hydra.sweep.dir="$out/dev_stsb_seq"
   run task=stsb loss=mse trainer.max_epochs=2 seed=0 hydra.sweep.dir="$out/stsb_mse2"
 }
-part_dev_classification() {  # MRPC: the same candidates but combo μ 0.5
+part_dev_classification() {  # MRPC: the same candidates without combo μ 0.5, then a third epoch of MSE
   run task=mrpc loss=mse,combo seed=0 hydra.sweep.dir="$out/dev_mrpc"
   run task=mrpc experiment=bsc_then_mse seed=0 hydra.sweep.dir="$out/dev_mrpc_seq"
   run task=mrpc loss=mse trainer.max_epochs=2 seed=0 hydra.sweep.dir="$out/mrpc_mse2"
@@ -60,6 +60,12 @@ part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not s
     run task=$t loss=mse trainer.max_epochs=2 seed=1,2 hydra.sweep.dir="$out/${t}_mse2"
   done
   run task=mrpc loss=mse trainer.max_epochs=3 seed=1,2 hydra.sweep.dir="$out/dev_mrpc_mse3"
+}
+part_cqa_baselines() {       # CQA-A/B (paper_cpu protocol): positives-only random, triplet; 3 seeds
+  run experiment=paper/shuffles task=cqa_a,cqa_b experiment/paper/shuffle=random data.train_positives_only=true \
+    seed=1,2,3 $cqa hydra.sweep.dir="$out/cqa_positives_only"
+  run experiment=paper/losses task=cqa_a,cqa_b experiment/paper/loss=triplet seed=1,2,3 $cqa \
+    hydra.sweep.dir="$out/cqa_triplet"
 }
 
 # --- the chosen recipes and one-lever-removed ablations, 3 seeds (test read once, after the choice) --------

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from bsc_lightning import CONF_DIR
 from bsc_lightning.data.batching import ExampleShuffle, RandomShuffle
-from bsc_lightning.losses import BSCLoss, ComboLoss, MSELoss
+from bsc_lightning.losses import BSCLoss, MSELoss
 from bsc_lightning.run import ConfigError, build, train
 
 RECIPES = ("ranking", "regression", "classification")
@@ -43,11 +43,10 @@ def check_levers(cfg, kind: str) -> None:
     loss_cls, shuffle_cls, positives_only, tau, epochs = LEVERS[kind]
     loss = build(cfg.loss, "loss")
     assert type(loss) is loss_cls
-    if tau is not None:
-        bsc = loss.bsc if isinstance(loss, ComboLoss) else loss
-        assert bsc.symmetric is True and bsc.duplicates == "positive" and bsc.normalization == "l2"
-        assert bsc.temperature == pytest.approx(tau)
-        assert bsc.positive_threshold == pytest.approx(cfg.task.positive_threshold)
+    if tau is not None:  # the BSC recipe's own settings
+        assert loss.symmetric is True and loss.duplicates == "positive" and loss.normalization == "l2"
+        assert loss.temperature == pytest.approx(tau)
+        assert loss.positive_threshold == pytest.approx(cfg.task.positive_threshold)
     assert cfg.stage2 is None
     assert cfg.trainer.max_epochs == epochs
     assert type(build(cfg.shuffle, "shuffle")) is shuffle_cls
