@@ -136,3 +136,25 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
     if not positives_only:  # every epoch trains on all 48 pairs: 6 batches of 8 per epoch
         assert len(seen) == 6 * epochs and positives + negatives == 48 * epochs
     assert ordered == [shuffle_cls.__name__] * epochs  # batches rebuilt once per epoch, by the recipe's strategy
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_negatives_per_query_reach_the_loss(k, tiny_bert, tmp_path, monkeypatch):
+    """data.train_negatives_per_query=k from the command line: the loss sees every positive and k labelled
+    negatives of each question (12 questions × 4 answers, one correct), in every epoch of a 2-epoch fit."""
+    seen: list[tuple[int, int]] = []
+    forward = BSCLoss.forward
+
+    def wrapped(self, q, a, labels=None, *args, **kwargs):
+        if self.training:
+            pos = int((labels > 0.5).sum())
+            seen.append((pos, len(labels) - pos))
+        return forward(self, q, a, labels, *args, **kwargs)
+    monkeypatch.setattr(BSCLoss, "forward", wrapped)
+    cfg = make_cfg(["experiment=recipe_ranking", f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32",
+                    "trainer=cpu", "trainer.max_epochs=2", "data.batch_size=8", "logger=csv", "export=false",
+                    f"data.cache_dir={tmp_path / 'cache'}", "shuffle.n_candidates=8",
+                    "shuffle.keep_identical_apart=false", "data.train_positives_only=false",
+                    f"data.train_negatives_per_query={k}", *write_custom("ranking", tmp_path / "data")])
+    train(cfg, tmp_path / "run")
+    assert sum(p for p, _ in seen) == 12 * 2 and sum(n for _, n in seen) == 12 * k * 2

@@ -505,3 +505,49 @@ def test_require_positives() -> None:
     one = tasks.PairTable.from_pairs(["a", "b", "c"], ["d", "e", "f"], [0.0, 0.7, 0.2])
     assert tasks.require_positives(one, 0.5, "symmetric") is None
     tasks.require_positives(negatives, 0.4, "symmetric")  # the threshold decides
+
+
+# ------------------------------------------------------------------------- data.train_negatives_per_query
+def _ranking_table() -> tasks.PairTable:
+    """q0: 1 positive + 4 negatives; q1: 2 positives + 1 negative; q2: 3 negatives (unanswered)."""
+    rows = [("q0", "p0", 1.0), ("q0", "n0a", 0.0), ("q0", "n0b", 0.0), ("q0", "n0c", 0.0), ("q0", "n0d", 0.0),
+            ("q1", "n1a", 0.0), ("q1", "p1a", 1.0), ("q1", "p1b", 1.0),
+            ("q2", "n2a", 0.0), ("q2", "n2b", 0.0), ("q2", "n2c", 0.0)]
+    return tasks.PairTable.from_pairs(*map(list, zip(*rows)))
+
+
+@pytest.mark.parametrize("k,per_query", [(0, {"q0": 0, "q1": 0}), (1, {"q0": 1, "q1": 1}),
+                                         (3, {"q0": 3, "q1": 1}), (9, {"q0": 4, "q1": 1})])
+def test_keep_negatives_per_query(k: int, per_query: dict[str, int]) -> None:
+    t = _ranking_table()
+    kept = tasks.keep_negatives_per_query(t, 0.5, k)
+    pairs = list(zip(kept.text_a, kept.text_b, kept.label.tolist()))
+    assert [p for p in pairs if p[2] == 1.0] == [("q0", "p0", 1.0), ("q1", "p1a", 1.0), ("q1", "p1b", 1.0)]
+    negatives = [p for p in pairs if p[2] == 0.0]
+    assert {q: sum(p[0] == q for p in negatives) for q in ("q0", "q1", "q2")} == {**per_query, "q2": 0}
+    assert all(p in list(zip(t.text_a, t.text_b, t.label.tolist())) for p in pairs)
+    rows = [list(zip(t.text_a, t.text_b)).index(p[:2]) for p in pairs]
+    assert rows == sorted(rows)  # file order kept
+    again = tasks.keep_negatives_per_query(t, 0.5, k)
+    assert again.text_b == kept.text_b  # the same pairs every run (fixed seed)
+
+
+def test_keep_negatives_per_query_draws_at_random_and_checks_k() -> None:
+    t = _ranking_table()
+    drawn = {tuple(tasks.keep_negatives_per_query(t, 0.5, 1, seed=s).text_b) for s in range(20)}
+    assert len(drawn) > 1  # not simply the first negatives in file order
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(DataError, match="train_negatives_per_query"):
+            tasks.keep_negatives_per_query(t, 0.5, bad)
+
+
+def test_cut_splits_negatives_per_query() -> None:
+    def task() -> tasks.Task:
+        return tasks.Task("x", "ranking", 0.5, "map", {"train": _ranking_table(), "dev": _ranking_table(),
+                                                       "test": _ranking_table()})
+    cut = tasks.cut_splits(task(), train_negatives_per_query=2)
+    assert sorted(zip(cut.splits["train"].text_a, cut.splits["train"].label.tolist())) == \
+        [("q0", 0.0), ("q0", 0.0), ("q0", 1.0), ("q1", 0.0), ("q1", 1.0), ("q1", 1.0)]
+    assert len(cut.splits["dev"]) == len(cut.splits["test"]) == 11  # only training is cut
+    with pytest.raises(DataError, match="train_positives_only.*train_negatives_per_query"):
+        tasks.cut_splits(task(), train_positives_only=True, train_negatives_per_query=2)

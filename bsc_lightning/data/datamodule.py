@@ -118,7 +118,8 @@ class PairDataModule(L.LightningDataModule):
                  max_length: int = 128, batch_size: int = 32, eval_batch_size: int = 256, seed: int = 0,
                  chunk_tokens: int | None = 16384, chunk_rows: int | None = None, length_aware: bool = True,
                  num_workers: int = 0, pin_memory: bool = False, limit_train: int | None = None,
-                 limit_eval: int | None = None, train_positives_only: bool = False, drop_last: bool = False,
+                 limit_eval: int | None = None, train_positives_only: bool = False,
+                 train_negatives_per_query: int | None = None, drop_last: bool = False,
                  cache_dir: str | None = None,
                  embedder: Callable[..., torch.Tensor] | None = None) -> None:
         super().__init__()
@@ -133,6 +134,7 @@ class PairDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.limit_train, self.limit_eval = limit_train, limit_eval
         self.train_positives_only, self.drop_last = train_positives_only, drop_last
+        self.train_negatives_per_query = train_negatives_per_query
         self.cache_dir, self.embedder = cache_dir, embedder
         self.task: Task | None = None
         self.tokens: dict[str, TokenCache] = {}
@@ -150,6 +152,7 @@ class PairDataModule(L.LightningDataModule):
             return
         task = self._given_task if isinstance(self._given_task, Task) else load_task(self._given_task)
         self.task = task = cut_splits(task, train_positives_only=self.train_positives_only,
+                                      train_negatives_per_query=self.train_negatives_per_query,
                                       limit_train=self.limit_train, limit_eval=self.limit_eval)
         splits = task.splits
         # One pass per distinct text list (readers may share one list across splits).

@@ -574,15 +574,23 @@ def _check_pool(name: str, facts: dict[str, Any], splits: dict[str, PairTable], 
                             f"pool (first: {t.texts[t.b[absent[0]]][:60]!r}); add them to the pool")
 
 
-def cut_splits(loaded: Task, *, train_positives_only: bool = False, limit_train: int | None = None,
-               limit_eval: int | None = None) -> Task:
-    """The splits a run sees (``data.train_positives_only``, ``data.limit_*``): the training positives only
-    (the paper's ablation) first, then the first N pairs of each split. Shared by the data module and
-    ``experiments/peer.py`` so that both train and score the same pairs. Changes ``loaded`` in place."""
+def cut_splits(loaded: Task, *, train_positives_only: bool = False, train_negatives_per_query: int | None = None,
+               limit_train: int | None = None, limit_eval: int | None = None) -> Task:
+    """The splits a run sees (``data.train_positives_only``, ``data.train_negatives_per_query``,
+    ``data.limit_*``): the training positives only (the paper's ablation) or the positives with at most k
+    labelled negatives per answered query first, then the first N pairs of each split. Shared by the data
+    module and ``experiments/peer.py`` so that both train and score the same pairs. Changes ``loaded`` in
+    place."""
     splits = dict(loaded.splits)
+    if train_positives_only and train_negatives_per_query is not None:
+        raise DataError("data.train_positives_only=true and data.train_negatives_per_query="
+                        f"{train_negatives_per_query} both choose the training negatives; set one of them")
     if train_positives_only:
         tr = splits["train"]
         splits["train"] = tr.subset(np.flatnonzero(tr.positives(loaded.positive_threshold)))
+    if train_negatives_per_query is not None:
+        splits["train"] = keep_negatives_per_query(splits["train"], loaded.positive_threshold,
+                                                   train_negatives_per_query)
     for name, limit in (("train", limit_train), ("dev", limit_eval), ("test", limit_eval)):
         if limit is not None and len(splits[name]) > limit:
             splits[name] = splits[name].subset(np.arange(limit))
@@ -591,6 +599,26 @@ def cut_splits(loaded: Task, *, train_positives_only: bool = False, limit_train:
             raise DataError(f"task {loaded.name!r}: split {name!r} is empty (check data.limit_* and the files)")
     loaded.splits = splits
     return loaded
+
+
+def keep_negatives_per_query(table: PairTable, threshold: float, k: int, seed: int = 0) -> PairTable:
+    """Every positive pair, plus at most ``k`` labelled negatives of each query (first side) that has a
+    positive, drawn with a fixed ``seed`` (the same pairs in every run); queries without a positive are
+    dropped. Why: under eq. 5 a negative pair gives no row, only a hard column, so negatives of unanswered
+    queries cost encoder time and nothing else, and WikiQA's ~19 negatives per positive drown the rows
+    (positives are 5% of its pairs). Rows keep their file order."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise DataError(f"data.train_negatives_per_query={k!r}: must be an integer >= 0 (or null: all pairs)")
+    pos = table.positives(threshold)                                   # (N,)
+    answered = np.isin(table.a, table.a[pos])                          # (N,) the query has a positive
+    keep = pos.copy()
+    neg = np.flatnonzero(answered & ~pos)                              # (M,) candidate hard negatives
+    order = np.lexsort((np.random.default_rng(seed).random(len(neg)), table.a[neg]))  # (M,) by query, random within
+    q = table.a[neg][order]                                            # (M,) sorted query ids
+    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])              # first index of each query's run
+    rank = np.arange(len(q)) - np.repeat(starts, np.diff(np.r_[starts, len(q)]))  # (M,) rank within query
+    keep[neg[order[rank < k]]] = True
+    return table.subset(np.flatnonzero(keep))
 
 
 def require_positives(table: PairTable, threshold: float, loss_name: str) -> None:
