@@ -8,11 +8,15 @@ score it, so only the training differs from our runs.
 
 Data: ``load_task`` with the options of ``conf/task/<task>.yaml`` (plus ``--option key=value``), so the splits
 are those of our runs. ``--positives-only`` and ``--limit-train/--limit-eval`` cut them the way
-``data.train_positives_only`` and ``data.limit_*`` do. Ranking tasks with a candidate pool (pfcc_s) are
+``data.train_positives_only`` and ``data.limit_*`` do; ``--negatives-per-query K`` keeps the
+positives and the same K labelled negatives per answered query as ``data.train_negatives_per_query=K``. Ranking tasks with a candidate pool (pfcc_s) are
 refused with a one-line error.
 Losses: ``mse`` = CosineSimilarityLoss (labels are already in [0, 1]); ``cosent`` = CoSENTLoss (scale 20);
 ``symmetric`` = in-batch softmax in both directions (scale 20), trained on the positive pairs
-(label > the task's positive_threshold). In 6.x MultipleNegativesSymmetricRankingLoss is a deprecated
+(label > the task's positive_threshold); with ``--negatives-per-query K`` each positive row also gets K
+hard-negative columns (``negative_1..K``: its query's kept negatives, cycled when it has fewer than K, a
+seeded draw of another query's negative when it has none), the sentence-transformers way to train with
+labelled negatives. In 6.x MultipleNegativesSymmetricRankingLoss is a deprecated
 alias of MultipleNegativesRankingLoss with these arguments, so the script builds the latter directly.
 Training: SentenceTransformerTrainer, using its defaults wherever they match the protocol: AdamW (torch),
 weight decay 0.01 except biases and LayerNorm, linear warm-up then linear decay, gradient clipping 1.0,
@@ -69,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit-train", type=int, default=None)
     p.add_argument("--limit-eval", type=int, default=None)
     p.add_argument("--positives-only", action="store_true")
+    p.add_argument("--negatives-per-query", type=int, default=None, metavar="K",
+                   help="symmetric: K labelled negatives per answered query as hard-negative columns")
     p.add_argument("--zero-shot", action="store_true", help="evaluate the model as it is, no training")
     a = p.parse_args(argv)
     if not 0 <= a.warmup_ratio < 1:  # the trainer reads warmup_steps >= 1 as a step count
@@ -87,7 +93,8 @@ def load_data(args: argparse.Namespace) -> Task:
         raise SystemExit(f"peer.py: task {task.name!r} ranks against a candidate pool of {len(task.pool)} "
                          "texts (corpus-level retrieval), which this baseline does not evaluate; pick a task without one")
     try:  # the data module's own cut: the same pairs as our runs with data.train_positives_only / limit_*
-        return cut_splits(task, train_positives_only=args.positives_only, limit_train=args.limit_train,
+        return cut_splits(task, train_positives_only=args.positives_only,
+                          train_negatives_per_query=args.negatives_per_query, limit_train=args.limit_train,
                           limit_eval=args.limit_eval)
     except DataError as e:
         raise SystemExit(f"peer.py: {e}") from None
@@ -107,8 +114,11 @@ def train(model: Any, task: Task, args: argparse.Namespace) -> dict[str, Any]:
         # Our symmetric run sees the same (limited) pairs and learns only from their positives; a plain
         # in-batch loss has no use for the labelled negatives.
         require_positives(table, task.positive_threshold, "symmetric")
+        negatives = {} if args.negatives_per_query is None else \
+            hard_negative_columns(table, task.positive_threshold, args.negatives_per_query, args.seed)
         table = table.subset(np.flatnonzero(table.positives(task.positive_threshold)))
-        data = Dataset.from_dict({"anchor": table.text_a, "positive": table.text_b})
+        # column order is the loss's input order: anchor, positive, then the hard negatives
+        data = Dataset.from_dict({"anchor": table.text_a, "positive": table.text_b, **negatives})
         loss = losses.MultipleNegativesRankingLoss(model, scale=20.0, directions=("query_to_doc", "doc_to_query"),
                                                    partition_mode="per_direction")
     else:
@@ -128,6 +138,22 @@ def train(model: Any, task: Task, args: argparse.Namespace) -> dict[str, Any]:
         seconds = time.perf_counter() - start
     return {"train_examples": len(data), "steps": int(result.global_step),
             "train_loss": float(result.training_loss), "train_seconds": round(seconds, 2)}
+
+
+def hard_negative_columns(table: Any, threshold: float, k: int, seed: int) -> dict[str, list[str]]:
+    """``negative_1..k`` for the positive rows of ``table`` (in order): the labelled negatives of each row's
+    query (first side), cycled to k; a query without one gets seeded draws from all the table's negatives."""
+    pos = table.positives(threshold)
+    rng = np.random.default_rng(seed)
+    negatives = np.flatnonzero(~pos)
+    if k < 1 or len(negatives) == 0:
+        raise SystemExit(f"peer.py: --negatives-per-query {k} needs k >= 1 and labelled negatives in train")
+    by_query: dict[int, list[int]] = {}
+    for i in negatives:
+        by_query.setdefault(int(table.a[i]), []).append(int(table.b[i]))
+    rows = [np.resize(by_query.get(int(table.a[i])) or table.b[rng.choice(negatives, k)], k)
+            for i in np.flatnonzero(pos)]
+    return {f"negative_{j + 1}": [table.texts[r[j]] for r in rows] for j in range(k)}
 
 
 def evaluate(model: Any, task: Task) -> tuple[dict[str, float], dict[str, np.ndarray]]:
@@ -158,13 +184,15 @@ def job_files(args: argparse.Namespace, task: Task) -> tuple[dict[str, Any], lis
                        "name": args.loss},
               "encoder": {"name_or_path": args.model, "max_length": args.max_length},
               "data": {"batch_size": args.batch_size, "limit_train": args.limit_train,
-                       "limit_eval": args.limit_eval, "train_positives_only": args.positives_only},
+                       "limit_eval": args.limit_eval, "train_positives_only": args.positives_only,
+                       "train_negatives_per_query": args.negatives_per_query},
               "model": {"optimizer": {"lr": args.lr, "weight_decay": 0.01}, "warmup_ratio": args.warmup_ratio,
                         "grad_clip": 1.0},
               "trainer": {"max_epochs": args.epochs}}
     overrides = ["framework=sentence-transformers", f"task={args.task}", f"loss={args.loss}", f"seed={args.seed}"]
     overrides += ["train=False"] * args.zero_shot + ["data.train_positives_only=true"] * args.positives_only
-    overrides += [f"data.{k}={v}" for k, v in (("limit_train", args.limit_train), ("limit_eval", args.limit_eval))
+    overrides += [f"data.{k}={v}" for k, v in (("limit_train", args.limit_train), ("limit_eval", args.limit_eval),
+                                               ("train_negatives_per_query", args.negatives_per_query))
                   if v is not None]
     return config, overrides
 

@@ -18,6 +18,7 @@ import pytest
 import sentence_transformers
 import yaml
 
+from bsc_lightning.data import tasks
 from bsc_lightning.data.tasks import CandidatePool, load_task
 from bsc_lightning.metrics import classification_metrics, regression_metrics
 
@@ -116,3 +117,29 @@ def test_wikiqa_zero_shot_ranking_and_pool_refused(tiny_bert, data_root, tmp_pat
     monkeypatch.setattr(peer, "load_task", lambda *a, **k: pooled)
     with pytest.raises(SystemExit, match="candidate pool"):
         peer.main(["--task", "wikiqa", "--zero-shot", "--out", str(tmp_path / "pool")])
+
+
+@needs_trainer
+def test_wikiqa_symmetric_hard_negatives(tiny_bert, data_root, tmp_path, monkeypatch):
+    """--negatives-per-query K: the same kept pairs as data.train_negatives_per_query=K, and each positive row
+    reaches the trainer as (anchor, positive, K negatives of its own question) in that column order."""
+    from datasets import Dataset
+    task = load_task("wikiqa", data_root, options=_options("wikiqa"))
+    train = tasks.keep_negatives_per_query(task.splits["train"], task.positive_threshold, 2)
+    seen: list[Dataset] = []
+    real = Dataset.from_dict
+    monkeypatch.setattr(Dataset, "from_dict", lambda d, *a, **k: seen.append(d) or real(d, *a, **k))
+    _, info = _run(tmp_path / "hn", "--task", "wikiqa", "--data-dir", str(data_root), "--model", tiny_bert,
+                   "--loss", "symmetric", "--negatives-per-query", "2", "--limit-eval", "40")
+    (data,) = seen
+    assert list(data) == ["anchor", "positive", "negative_1", "negative_2"]
+    pos = train.positives(task.positive_threshold)
+    assert data["anchor"] == [train.texts[i] for i in train.a[pos]] and info["train_examples"] == pos.sum()
+    kept = {(train.texts[q], train.texts[b]) for q, b, p in zip(train.a, train.b, pos) if not p}
+    for j, anchor in enumerate(data["anchor"]):
+        negs = {data["negative_1"][j], data["negative_2"][j]}
+        own = {b for q, b in kept if q == anchor}
+        assert negs <= own if own else not negs & {data["positive"][j]}
+    assert sum(bool({b for q, b in kept if q == a}) for a in data["anchor"]) > 0  # some rows have their own
+    assert yaml.safe_load((tmp_path / "hn" / ".hydra" / "overrides.yaml").read_text())[-1] == \
+        "data.train_negatives_per_query=2"
