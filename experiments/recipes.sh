@@ -14,6 +14,10 @@ out=${OUT:-multirun/recipes}
 seeds=${SEEDS:-0,1,2}
 cqa="data.limit_train=${CQA_TRAIN:-480} data.limit_eval=${CQA_EVAL:-500}"
 run() { python -m bsc_lightning.run -m trainer=cpu logger=csv export=false "$@"; }
+# The first ranking recipe (positives only, a question's pairs apart), from which the levers below were tried;
+# experiment=recipe_ranking is it with data.train_positives_only=false data.train_negatives_per_query=7
+# shuffle=example_grouped (part_dev_hard_negatives).
+pos_recipe="experiment=recipe_ranking data.train_positives_only=true data.train_negatives_per_query=null shuffle=example"
 
 # --- dev sweeps (seed 0): which combination wins, per task type ---------------------------------------
 part_dev_regression() {      # STS-B: MSE, combo (μ 0.1, 0.5), BSC then MSE, MSE for 2 epochs (BSC then MSE's budget)
@@ -37,8 +41,8 @@ part_dev_wikiqa() {          # WikiQA: positives-only in-batch softmax vs all pa
     hydra.sweep.dir="$out/dev_wikiqa_pos_tau"
   run task=wikiqa loss=symmetric shuffle=example data.train_positives_only=true loss.temperature=0.05 seed=0 \
     hydra.sweep.dir="$out/dev_wikiqa_pos_tau05_example"
-  # then, from that choice (experiment=recipe_ranking): lr, learnable τ, batch 64, one direction
-  wq() { run experiment=recipe_ranking task=wikiqa seed=0 "$@"; }
+  # then, from that choice (the positives-only recipe): lr, learnable τ, batch 64, one direction
+  wq() { run $pos_recipe task=wikiqa seed=0 "$@"; }
   wq model.optimizer.lr=5e-5,1e-4 hydra.sweep.dir="$out/dev_wikiqa_lr"
   wq model.optimizer.lr=1e-5 hydra.sweep.dir="$out/dev_wikiqa_lr1e5"
   wq loss.learn_temperature=true hydra.sweep.dir="$out/dev_wikiqa_learn_tau"   # τ's own lr 1e-3: τ stays 0.05
@@ -47,12 +51,32 @@ part_dev_wikiqa() {          # WikiQA: positives-only in-batch softmax vs all pa
   wq loss=oneway loss.temperature=0.05 hydra.sweep.dir="$out/dev_wikiqa_oneway"
   wq loss.temperature=0.07 hydra.sweep.dir="$out/dev_wikiqa_tau07"
   wq trainer.max_epochs=2 hydra.sweep.dir="$out/dev_wikiqa_ep2"
-  run experiment=recipe_ranking task=wikiqa trainer.max_epochs=2 seed=1,2 hydra.sweep.dir="$out/dev_wikiqa_ep2"
+  run $pos_recipe task=wikiqa trainer.max_epochs=2 seed=1,2 hydra.sweep.dir="$out/dev_wikiqa_ep2"
+  run $pos_recipe task=wikiqa trainer.max_epochs=3 seed=0 hydra.sweep.dir="$out/dev_wikiqa_ep3"
+}
+part_dev_hard_negatives() {  # positives + k labelled negatives per answered query (eq. 5 columns) in their question's batch
+  hk() { run experiment=recipe_ranking "$@"; }   # the recipe: the positives-only one + negatives, example_grouped, k = 7
+  for k in 3 7 100; do       # 100: all of them (WikiQA's most negatives for one question: 30)
+    hk data.train_negatives_per_query=$k task=wikiqa seed=0 hydra.sweep.dir="$out/dev_wikiqa_hn$k"
+  done
+  hk task=wikiqa seed=1,2 hydra.sweep.dir="$out/dev_wikiqa_hn7"
+  for k in 3 7; do
+    hk data.train_negatives_per_query=$k task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
+      hydra.sweep.dir="$out/dev_cqa_hn$k"
+  done
+  # one lever removed: a question's pairs kept apart (shuffle=example), random batches
+  hk shuffle=example task=wikiqa seed=0 hydra.sweep.dir="$out/dev_wikiqa_hn7_apart"
+  hk shuffle=random task=wikiqa seed=0 hydra.sweep.dir="$out/dev_wikiqa_hn7_random"
+  hk shuffle=random task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/dev_cqa_hn7_random"
+  for s in 0 1 2; do         # the peer with the same hard negatives (sentence-transformers' negative_1..k columns)
+    python experiments/peer.py --task wikiqa --loss symmetric --negatives-per-query 7 --data-dir "${BSC_DATA_DIR:?set BSC_DATA_DIR}" \
+      --seed $s --out "$out/peer_wikiqa_hn7/seed$s"
+  done
 }
 part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not separate: the choice is the best
                              # dev mean over seeds 0-2 (CQA: 1-3); seed 0 is the dev sweeps' job
-  run experiment=recipe_ranking shuffle=random task=wikiqa seed=1,2 hydra.sweep.dir="$out/dev_wikiqa_random_seeds"
-  run experiment=recipe_ranking shuffle=random task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
+  run $pos_recipe shuffle=random task=wikiqa seed=1,2 hydra.sweep.dir="$out/dev_wikiqa_random_seeds"
+  run $pos_recipe shuffle=random task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
     hydra.sweep.dir="$out/cqa_recipe_random"
   for t in stsb mrpc; do
     run task=$t loss=mse seed=1,2 hydra.sweep.dir="$out/seeds_${t}_mse"
@@ -82,12 +106,17 @@ part_equal_budget_peer() {     # sentence-transformers (experiments/peer.py) at 
       --seed 0 --out "$out/peer_${te%:*}_mse${te#*:}"
   done
 }
-part_recipe_wikiqa() {
+part_recipe_wikiqa() {       # = the dev_wikiqa_hn7 jobs
   run experiment=recipe_ranking task=wikiqa seed="$seeds" hydra.sweep.dir="$out/recipe_wikiqa"
 }
-part_recipe_cqa() {          # the recipe as a user runs it (its τ, lr 2e-5) on the CQA cut, seeds of paper_cpu.sh
+part_recipe_cqa() {          # = the dev_cqa_hn7 jobs: the recipe as a user runs it (its τ, lr 2e-5) on the CQA cut,
+                             # seeds of paper_cpu.sh
   run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
     hydra.sweep.dir="$out/recipe_cqa"
+}
+part_ablation_ranking() {    # − hard negatives: the positives-only recipe (the ranking recipe before the hard negatives)
+  run $pos_recipe task=wikiqa seed="$seeds" hydra.sweep.dir="$out/pos_recipe_wikiqa"
+  run $pos_recipe task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/pos_recipe_cqa"
 }
 
 part_aggregate() {
@@ -98,6 +127,6 @@ part_aggregate() {
 }
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa cqa_baselines dev_seeds recipe_regression
-  recipe_classification equal_budget_peer recipe_wikiqa recipe_cqa aggregate)
+[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives cqa_baselines dev_seeds recipe_regression
+  recipe_classification equal_budget_peer recipe_wikiqa recipe_cqa ablation_ranking aggregate)
 for p in "${parts[@]}"; do "part_$p"; done

@@ -143,6 +143,13 @@ def test_shipped_configs_build_and_match_code_defaults(path):
     from hydra.utils import instantiate
 
     cfg = yaml.safe_load(path.read_text())
+    if "defaults" in cfg:  # a variant (example_grouped): its base's file plus its own keys, which it changes
+        (base,) = [d for d in cfg.pop("defaults") if d != "_self_"]
+        s = instantiate({**yaml.safe_load((CONF_SHUFFLE / f"{base}.yaml").read_text()), **cfg})
+        assert STRATEGIES[base] is type(s)
+        for key, value in cfg.items():
+            assert getattr(s, key) == value != getattr(type(s)(), key), f"{path.name}: {key} is not its own"
+        return
     s = instantiate(cfg)
     assert STRATEGIES[path.stem] is type(s)  # the file name is the strategy's registered name
     defaults = type(s)()

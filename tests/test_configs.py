@@ -158,7 +158,10 @@ def test_every_experiment_builds_its_losses(experiment):
 def test_every_shuffle_builds(shuffle):
     cfg = make_cfg([f"shuffle={shuffle}"])
     s = build(cfg.shuffle, "shuffle")
-    assert isinstance(s, Strategy) and type(s).name == shuffle
+    # a variant config (example_grouped: example with its pairs together) names its base strategy
+    assert isinstance(s, Strategy) and type(s).name == {"example_grouped": "example"}.get(shuffle, shuffle)
+    if shuffle == "example_grouped":
+        assert s.keep_identical_apart is False
     for k, v in resolved(cfg.shuffle).items():
         if k not in HYDRA_KEYS:
             assert getattr(s, k) == v, k

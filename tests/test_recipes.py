@@ -34,7 +34,7 @@ def custom_type(kind: str) -> list[str]:
 
 
 # the levers of each recipe: (loss, batch strategy, positives only, τ or None, epochs); one stage each
-LEVERS = {"ranking": (BSCLoss, ExampleShuffle, True, 0.05, 1),
+LEVERS = {"ranking": (BSCLoss, ExampleShuffle, False, 0.05, 1),
           "regression": (MSELoss, RandomShuffle, False, None, 2),
           "classification": (MSELoss, RandomShuffle, False, None, 3)}
 
@@ -50,7 +50,11 @@ def check_levers(cfg, kind: str) -> None:
     assert cfg.stage2 is None
     assert cfg.trainer.max_epochs == epochs
     assert type(build(cfg.shuffle, "shuffle")) is shuffle_cls
-    assert cfg.data.train_positives_only is positives_only  # False: every labelled pair is trained on
+    assert cfg.data.train_positives_only is positives_only  # False: labelled pairs are trained on
+    # ranking: at most 7 negatives per answered query, in their question's batch; others: every pair
+    assert cfg.data.train_negatives_per_query == (7 if kind == "ranking" else None)
+    if kind == "ranking":
+        assert build(cfg.shuffle, "shuffle").keep_identical_apart is False
     assert cfg.recipe.task_type == kind == cfg.task.type
 
 
@@ -138,12 +142,22 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
     assert ordered == [shuffle_cls.__name__] * epochs  # batches rebuilt once per epoch, by the recipe's strategy
 
 
-@pytest.mark.parametrize("k", [1, 2])
-def test_negatives_per_query_reach_the_loss(k, tiny_bert, tmp_path, monkeypatch):
+@pytest.mark.parametrize("k,apart", [(1, False), (2, False), (1, True)])
+def test_negatives_per_query_reach_the_loss(k, apart, tiny_bert, tmp_path, monkeypatch):
     """data.train_negatives_per_query=k from the command line: the loss sees every positive and k labelled
-    negatives of each question (12 questions × 4 answers, one correct), in every epoch of a 2-epoch fit."""
+    negatives of each question (12 questions × 4 answers, one correct), in every epoch of a 2-epoch fit, and
+    shuffle.keep_identical_apart decides whether a question's pairs share a batch."""
     seen: list[tuple[int, int]] = []
-    forward = BSCLoss.forward
+    together: list[float] = []  # per epoch: share of questions whose kept pairs all sit in one batch
+    forward, order = BSCLoss.forward, ExampleShuffle.order
+
+    def ordered(self, table, *args, **kwargs):
+        idx = order(self, table, *args, **kwargs)
+        batch_of = {int(r): i // 8 for i, r in enumerate(idx)}
+        questions = {int(q): {batch_of[r] for r in range(len(table)) if table.a[r] == q} for q in set(table.a)}
+        together.append(sum(len(b) == 1 for b in questions.values()) / len(questions))
+        return idx
+    monkeypatch.setattr(ExampleShuffle, "order", ordered)
 
     def wrapped(self, q, a, labels=None, *args, **kwargs):
         if self.training:
@@ -154,7 +168,11 @@ def test_negatives_per_query_reach_the_loss(k, tiny_bert, tmp_path, monkeypatch)
     cfg = make_cfg(["experiment=recipe_ranking", f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32",
                     "trainer=cpu", "trainer.max_epochs=2", "data.batch_size=8", "logger=csv", "export=false",
                     f"data.cache_dir={tmp_path / 'cache'}", "shuffle.n_candidates=8",
-                    "shuffle.keep_identical_apart=false", "data.train_positives_only=false",
+                    f"shuffle.keep_identical_apart={str(apart).lower()}", "data.train_positives_only=false",
                     f"data.train_negatives_per_query={k}", *write_custom("ranking", tmp_path / "data")])
     train(cfg, tmp_path / "run")
     assert sum(p for p, _ in seen) == 12 * 2 and sum(n for _, n in seen) == 12 * k * 2
+    # 2 epochs, 2 orders. The recipe's grouping fills a group with one question's pairs first (k = 1: two
+    # pairs, four questions per group of 8 = batch); apart, a question's pairs go to different groups.
+    assert len(together) == 2
+    assert all(t <= 0.2 for t in together) if apart else all(t >= (1.0 if k == 1 else 0.4) for t in together)
