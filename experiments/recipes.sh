@@ -117,6 +117,11 @@ part_recipe_cqa() {          # = the dev_cqa_hn7 jobs: the recipe as a user runs
 part_ablation_ranking() {    # − hard negatives: the positives-only recipe (the ranking recipe before the hard negatives)
   run $pos_recipe task=wikiqa seed="$seeds" hydra.sweep.dir="$out/pos_recipe_wikiqa"
   run $pos_recipe task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/pos_recipe_cqa"
+  # the same, on the recipe's questions: its cut's first 480 pairs hold the first 200 (CQA-A) / 233 (CQA-B) positives
+  for tn in cqa_a:200 cqa_b:233; do
+    run $pos_recipe task=${tn%:*} encoder.max_length=64 seed=1,2,3 data.limit_train=${tn#*:} data.limit_eval=${CQA_EVAL:-500} \
+      hydra.sweep.dir="$out/pos_recipe_cqa_same_questions"
+  done
 }
 
 part_aggregate() {
