@@ -8,16 +8,16 @@ score it, so only the training differs from our runs.
 
 Data: ``load_task`` with the options of ``conf/task/<task>.yaml`` (plus ``--option key=value``), so the splits
 are those of our runs. ``--positives-only`` and ``--limit-train/--limit-eval`` cut them the way
-``data.train_positives_only`` and ``data.limit_*`` do; ``--negatives-per-query K`` keeps the
-positives and the same K labelled negatives per answered query as ``data.train_negatives_per_query=K``. Ranking tasks with a candidate pool (pfcc_s) are
-refused with a one-line error.
+``data.train_positives_only`` and ``data.limit_*`` do; ``--negatives-per-query K`` keeps the positives
+and the same K labelled negatives per answered query as ``data.train_negatives_per_query=K``. Ranking
+tasks with a candidate pool (pfcc_s) are refused with a one-line error.
 Losses: ``mse`` = CosineSimilarityLoss (labels are already in [0, 1]); ``cosent`` = CoSENTLoss (scale 20);
 ``symmetric`` = in-batch softmax in both directions (scale 20), trained on the positive pairs
 (label > the task's positive_threshold); with ``--negatives-per-query K`` each positive row also gets K
 hard-negative columns (``negative_1..K``: its query's kept negatives, cycled when it has fewer than K, a
 seeded draw of another query's negative when it has none), the sentence-transformers way to train with
-labelled negatives. In 6.x MultipleNegativesSymmetricRankingLoss is a deprecated
-alias of MultipleNegativesRankingLoss with these arguments, so the script builds the latter directly.
+labelled negatives. In 6.x MultipleNegativesSymmetricRankingLoss is a deprecated alias of
+MultipleNegativesRankingLoss with these arguments, so the script builds the latter directly.
 Training: SentenceTransformerTrainer, using its defaults wherever they match the protocol: AdamW (torch),
 weight decay 0.01 except biases and LayerNorm, linear warm-up then linear decay, gradient clipping 1.0,
 fp32, RandomSampler seeded with --seed, last partial batch kept. It writes no checkpoint and uses no
@@ -111,8 +111,8 @@ def train(model: Any, task: Task, args: argparse.Namespace) -> dict[str, Any]:
 
     table = task.splits["train"]
     if args.loss == "symmetric":
-        # Our symmetric run sees the same (limited) pairs and learns only from their positives; a plain
-        # in-batch loss has no use for the labelled negatives.
+        # Our symmetric run sees the same (limited) pairs; its rows are the positives, and the labelled
+        # negatives it keeps (--negatives-per-query) become each row's extra columns.
         require_positives(table, task.positive_threshold, "symmetric")
         negatives = {} if args.negatives_per_query is None else \
             hard_negative_columns(table, task.positive_threshold, args.negatives_per_query, args.seed)

@@ -131,7 +131,7 @@ part_aggregate() {
   done
 }
 
-parts=("$@")
+parts=("$@")   # the default skips recipe_wikiqa and recipe_cqa: dev_hard_negatives already ran those jobs
 [ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives cqa_baselines dev_seeds recipe_regression
-  recipe_classification equal_budget_peer recipe_wikiqa recipe_cqa ablation_ranking aggregate)
+  recipe_classification equal_budget_peer ablation_ranking aggregate)
 for p in "${parts[@]}"; do "part_$p"; done
