@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from bsc_lightning import CONF_DIR
 from bsc_lightning.data.batching import ExampleShuffle, RandomShuffle
 from bsc_lightning.losses import BSCLoss, MSELoss
+from bsc_lightning.module import BSCModule
 from bsc_lightning.run import ConfigError, build, train
 
 RECIPES = ("ranking", "regression", "classification")
@@ -33,14 +34,14 @@ def custom_type(kind: str) -> list[str]:
     return ["task=custom", f"task.type={kind}", f"task.main_metric={metric}"]
 
 
-# the levers of each recipe: (loss, batch strategy, positives only, τ or None, epochs); one stage each
-LEVERS = {"ranking": (BSCLoss, ExampleShuffle, False, 0.05, 1),
-          "regression": (MSELoss, RandomShuffle, False, None, 2),
-          "classification": (MSELoss, RandomShuffle, False, None, 3)}
+# the levers of each recipe: (loss, batch strategy, positives only, τ or None, epochs, lr); one stage each
+LEVERS = {"ranking": (BSCLoss, ExampleShuffle, False, 0.05, 1, 3e-5),
+          "regression": (MSELoss, RandomShuffle, False, None, 2, 2e-5),
+          "classification": (MSELoss, RandomShuffle, False, None, 3, 2e-5)}
 
 
 def check_levers(cfg, kind: str) -> None:
-    loss_cls, shuffle_cls, positives_only, tau, epochs = LEVERS[kind]
+    loss_cls, shuffle_cls, positives_only, tau, epochs, lr = LEVERS[kind]
     loss = build(cfg.loss, "loss")
     assert type(loss) is loss_cls
     if tau is not None:  # the BSC recipe's own settings
@@ -49,6 +50,7 @@ def check_levers(cfg, kind: str) -> None:
         assert loss.positive_threshold == pytest.approx(cfg.task.positive_threshold)
     assert cfg.stage2 is None
     assert cfg.trainer.max_epochs == epochs
+    assert cfg.model.optimizer.lr == pytest.approx(lr)
     assert type(build(cfg.shuffle, "shuffle")) is shuffle_cls
     assert cfg.data.train_positives_only is positives_only  # False: labelled pairs are trained on
     # ranking: at most 7 negatives per answered query, in their question's batch; others: every pair
@@ -115,6 +117,14 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
 
     for cls in (BSCLoss, MSELoss):
         spy(cls)
+    lrs: list[float] = []  # initial lr of each encoder parameter group, as the optimiser got it
+    configure = BSCModule.configure_optimizers
+
+    def opt_spy(self):
+        out = configure(self)
+        lrs.extend(g["initial_lr"] for g in out["optimizer"].param_groups)
+        return out
+    monkeypatch.setattr(BSCModule, "configure_optimizers", opt_spy)
     ordered: list[str] = []
     for cls in (ExampleShuffle, RandomShuffle):
         order = cls.order
@@ -131,7 +141,8 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
     metrics = train(cfg, tmp_path / "run")
     main = cfg.task.main_metric
     assert f"test/{main}" in metrics and f"dev/{main}" in metrics
-    loss_cls, shuffle_cls, positives_only, _, epochs = LEVERS[kind]
+    loss_cls, shuffle_cls, positives_only, _, epochs, lr = LEVERS[kind]
+    assert lrs == [lr, lr]  # the recipe's lr reaches both encoder groups of the optimiser
     assert {s[0] for s in seen} == {loss_cls.__name__}
     positives = sum(s[1] for s in seen if s[0] == loss_cls.__name__)
     negatives = sum(s[2] for s in seen if s[0] == loss_cls.__name__)
