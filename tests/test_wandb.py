@@ -70,6 +70,10 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 
 def runs_under(folder: Path) -> list[dict[str, Any]]:
+    # run.finish() can return before W&B's service has written the run's last records (one CI run, on loaded
+    # cores, read a stage's file without its run record); teardown waits for the service to flush and stop.
+    import wandb
+    wandb.teardown()
     return [read_run(d) for d in sorted((folder / "wandb").glob("offline-run-*"))]
 
 
