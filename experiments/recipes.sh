@@ -78,12 +78,10 @@ part_dev_hard_negatives() {  # positives + k labelled negatives per answered que
 }
 part_dev_tau_lr() {          # round three, from round two's choice (τ 0.05, lr 2e-5): τ 0.07 (CQA-B preferred it with
                              # positives only), lr 3e-5 (the paper's CQA-B lr); lr 3e-5 won the dev mean: the recipe
-  run experiment=recipe_ranking loss.temperature=0.07 model.optimizer.lr=2e-5 task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
-    hydra.sweep.dir="$out/dev_cqa_hn7_tau07"
-  run experiment=recipe_ranking loss.temperature=0.07 model.optimizer.lr=2e-5 task=wikiqa seed=0,1,2 hydra.sweep.dir="$out/dev_wikiqa_hn7_tau07"
-  run experiment=recipe_ranking loss.temperature=0.05 model.optimizer.lr=3e-5 task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
-    hydra.sweep.dir="$out/dev_cqa_hn7_lr3e5"
-  run experiment=recipe_ranking loss.temperature=0.05 model.optimizer.lr=3e-5 task=wikiqa seed=0,1,2 hydra.sweep.dir="$out/dev_wikiqa_hn7_lr3e5"
+  run $r2 loss.temperature=0.07 task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/dev_cqa_hn7_tau07"
+  run $r2 loss.temperature=0.07 task=wikiqa seed=0,1,2 hydra.sweep.dir="$out/dev_wikiqa_hn7_tau07"
+  run $r2 model.optimizer.lr=3e-5 task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/dev_cqa_hn7_lr3e5"
+  run $r2 model.optimizer.lr=3e-5 task=wikiqa seed=0,1,2 hydra.sweep.dir="$out/dev_wikiqa_hn7_lr3e5"
 }
 part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not separate: the choice is the best
                              # dev mean over seeds 0-2 (CQA: 1-3); seed 0 is the dev sweeps' job
