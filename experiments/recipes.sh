@@ -16,10 +16,12 @@ cqa="data.limit_train=${CQA_TRAIN:-480} data.limit_eval=${CQA_EVAL:-500}"
 run() { python -m bsc_lightning.run -m trainer=cpu logger=csv export=false "$@"; }
 # The ranking recipe's rounds. Round one chose a positives-only recipe (symmetric BSC, τ 0.05, lr 2e-5, a
 # question's pairs apart: $pos_recipe); round two added at most 7 labelled negatives per answered query in their
-# question's batch ($r2, part_dev_hard_negatives); round three raised the lr to 3e-5 (part_dev_tau_lr), which
-# made experiment=recipe_ranking. Earlier rounds pin what the recipe has changed since, so they re-run what ran
-# (of two overrides of one key, the later wins: `$pos_recipe model.optimizer.lr=5e-5` runs at 5e-5).
+# question's batch ($r2, part_dev_hard_negatives); round three raised the lr to 3e-5 ($r3, part_dev_tau_lr); round
+# four raised τ to 0.07 as well (part_dev_tau_lr_both), which made experiment=recipe_ranking. Earlier rounds pin
+# what the recipe has changed since, so they re-run what ran (of two overrides of one key, the later wins:
+# `$pos_recipe model.optimizer.lr=5e-5` runs at 5e-5).
 r2="experiment=recipe_ranking loss.temperature=0.05 model.optimizer.lr=2e-5"
+r3="experiment=recipe_ranking loss.temperature=0.05 model.optimizer.lr=3e-5"
 pos_recipe="$r2 data.train_positives_only=true data.train_negatives_per_query=null shuffle=example"
 
 # --- dev sweeps (seed 0): which combination wins, per task type ---------------------------------------
@@ -77,11 +79,16 @@ part_dev_hard_negatives() {  # positives + k labelled negatives per answered que
   done
 }
 part_dev_tau_lr() {          # round three, from round two's choice (τ 0.05, lr 2e-5): τ 0.07 (CQA-B preferred it with
-                             # positives only), lr 3e-5 (the paper's CQA-B lr); lr 3e-5 won the dev mean: the recipe
+                             # positives only), lr 3e-5 (the paper's CQA-B lr); lr 3e-5 won the dev mean ($r3)
   run $r2 loss.temperature=0.07 task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/dev_cqa_hn7_tau07"
   run $r2 loss.temperature=0.07 task=wikiqa seed=0,1,2 hydra.sweep.dir="$out/dev_wikiqa_hn7_tau07"
   run $r2 model.optimizer.lr=3e-5 task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/dev_cqa_hn7_lr3e5"
   run $r2 model.optimizer.lr=3e-5 task=wikiqa seed=0,1,2 hydra.sweep.dir="$out/dev_wikiqa_hn7_lr3e5"
+}
+part_dev_tau_lr_both() {     # round four, from round three's choice (τ 0.05, lr 3e-5): τ 0.07 as well, which won the
+                             # dev mean of all three tasks: the recipe
+  run $r3 loss.temperature=0.07 task=wikiqa seed=0,1,2 hydra.sweep.dir="$out/dev_wikiqa_hn7_lr3e5_tau07"
+  run $r3 loss.temperature=0.07 task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/dev_cqa_hn7_lr3e5_tau07"
 }
 part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not separate: the choice is the best
                              # dev mean over seeds 0-2 (CQA: 1-3); seed 0 is the dev sweeps' job
@@ -120,10 +127,10 @@ part_equal_budget_peer() {     # sentence-transformers (experiments/peer.py) at 
       --seed $s --out "$out/peer_mrpc_mse3/seed$s"
   done
 }
-part_recipe_wikiqa() {       # = the dev_wikiqa_hn7_lr3e5 jobs
+part_recipe_wikiqa() {       # = the dev_wikiqa_hn7_lr3e5_tau07 jobs
   run experiment=recipe_ranking task=wikiqa seed="$seeds" hydra.sweep.dir="$out/recipe_wikiqa"
 }
-part_recipe_cqa() {          # = the dev_cqa_hn7_lr3e5 jobs: the recipe as a user runs it (its τ and lr) on the CQA cut,
+part_recipe_cqa() {          # = the dev_cqa_hn7_lr3e5_tau07 jobs: the recipe as a user runs it (its τ and lr) on the CQA cut,
                              # seeds of paper_cpu.sh
   run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
     hydra.sweep.dir="$out/recipe_cqa"
@@ -138,6 +145,20 @@ part_ablation_ranking() {    # − hard negatives: the positives-only recipe (th
   done
 }
 
+part_cqa_full() {            # the recipe against its baselines on the full CQA training splits (no cut; max length 64,
+                             # seeds 1-3): CQA-B with MSE, triplet and positives-only (the paper's τ and lr, random
+                             # batches); CQA-A (3x the pairs) with positives-only only
+  full="data.limit_train=null data.limit_eval=null"
+  for l in mse triplet; do
+    run experiment=paper/losses task=cqa_b experiment/paper/loss=$l seed=1,2,3 $full hydra.sweep.dir="$out/cqab_full_$l"
+  done
+  for t in cqa_b cqa_a; do
+    run experiment=paper/shuffles task=$t experiment/paper/shuffle=random data.train_positives_only=true seed=1,2,3 $full \
+      hydra.sweep.dir="$out/${t/cqa_/cqa}_full_positives_only"
+    run experiment=recipe_ranking task=$t encoder.max_length=64 seed=1,2,3 $full hydra.sweep.dir="$out/${t/cqa_/cqa}_full_recipe"
+  done
+}
+
 part_aggregate() {
   for d in "$out"/*/; do
     name=$(basename "$d"); [ "$name" = results ] && continue
@@ -145,7 +166,7 @@ part_aggregate() {
   done
 }
 
-parts=("$@")   # the default skips recipe_wikiqa and recipe_cqa: dev_tau_lr already ran those jobs
-[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr cqa_baselines dev_seeds recipe_regression
-  recipe_classification equal_budget_peer ablation_ranking aggregate)
+parts=("$@")   # the default skips recipe_wikiqa and recipe_cqa: dev_tau_lr_both already ran those jobs
+[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both cqa_baselines
+  dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking cqa_full aggregate)
 for p in "${parts[@]}"; do "part_$p"; done

@@ -35,7 +35,7 @@ def custom_type(kind: str) -> list[str]:
 
 
 # the levers of each recipe: (loss, batch strategy, positives only, τ or None, epochs, lr); one stage each
-LEVERS = {"ranking": (BSCLoss, ExampleShuffle, False, 0.05, 1, 3e-5),
+LEVERS = {"ranking": (BSCLoss, ExampleShuffle, False, 0.07, 1, 3e-5),
           "regression": (MSELoss, RandomShuffle, False, None, 2, 2e-5),
           "classification": (MSELoss, RandomShuffle, False, None, 3, 2e-5)}
 
