@@ -145,17 +145,21 @@ part_ablation_ranking() {    # − hard negatives: the positives-only recipe (th
   done
 }
 
-part_cqa_full() {            # the recipe against its baselines on the full CQA training splits (no cut; max length 64,
-                             # seeds 1-3): CQA-B with MSE, triplet and positives-only (the paper's τ and lr, random
-                             # batches); CQA-A (3x the pairs) with positives-only only
+part_cqa_full() {            # the recipe against its baselines on the full CQA training splits (no cut; max length 64):
+                             # CQA-B (3,369 pairs), seeds 1-3, with MSE, triplet and positives-only (the paper's τ and
+                             # lr, random batches); CQA-A (7,060 pairs, ~25 min a run on a core), seeds 1-2, with
+                             # positives-only only
   full="data.limit_train=null data.limit_eval=null"
+  run experiment=paper/losses experiment/paper/loss=symmetric task=cqa_a,cqa_b train=false seed=0 $full \
+    hydra.sweep.dir="$out/cqa_full_zero_shot"   # the encoder as it is, on the full dev and test splits
   for l in mse triplet; do
     run experiment=paper/losses task=cqa_b experiment/paper/loss=$l seed=1,2,3 $full hydra.sweep.dir="$out/cqab_full_$l"
   done
-  for t in cqa_b cqa_a; do
-    run experiment=paper/shuffles task=$t experiment/paper/shuffle=random data.train_positives_only=true seed=1,2,3 $full \
-      hydra.sweep.dir="$out/${t/cqa_/cqa}_full_positives_only"
-    run experiment=recipe_ranking task=$t encoder.max_length=64 seed=1,2,3 $full hydra.sweep.dir="$out/${t/cqa_/cqa}_full_recipe"
+  for ts in cqa_b:1,2,3 cqa_a:1,2; do
+    t=${ts%:*} s=${ts#*:}; name=${t/cqa_/cqa}
+    run experiment=paper/shuffles task=$t experiment/paper/shuffle=random data.train_positives_only=true seed=$s $full \
+      hydra.sweep.dir="$out/${name}_full_positives_only"
+    run experiment=recipe_ranking task=$t encoder.max_length=64 seed=$s $full hydra.sweep.dir="$out/${name}_full_recipe"
   done
 }
 
