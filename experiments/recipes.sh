@@ -149,7 +149,7 @@ part_cqa_full() {            # the recipe against its baselines on the full CQA 
                              # CQA-B (3,369 pairs), seeds 1-3, with MSE, triplet and positives-only (the paper's τ and
                              # lr, random batches); CQA-A (7,060 pairs, ~25 min a run on a core), seeds 1-2,
                              # against positives-only alone
-  full="data.limit_train=null data.limit_eval=null"
+  local full="data.limit_train=null data.limit_eval=null"
   run experiment=paper/losses experiment/paper/loss=symmetric task=cqa_a,cqa_b train=false seed=0 $full \
     hydra.sweep.dir="$out/cqa_full_zero_shot"   # the encoder as it is, on the full dev and test splits
   for l in mse triplet; do
