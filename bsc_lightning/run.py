@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Iterable
 from fnmatch import fnmatch
@@ -31,6 +32,7 @@ from bsc_lightning.data.datamodule import PairDataModule
 from bsc_lightning.data.tasks import DataError, require_positives
 from bsc_lightning.encoder import load_tokenizer
 from bsc_lightning.export import export_encoder
+from bsc_lightning.interpolation import check_alphas, choose_alpha, snapshot
 from bsc_lightning.loggers import BatchStatsLogger, RankLogFile, finish_loggers
 from bsc_lightning.module import BSCModule
 from bsc_lightning.rundir import RunDirError, best_score, check_run_dir, stage_of, write_atomic
@@ -251,11 +253,12 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
     ``cfg.train=false`` evaluates the encoder as it is (see ``evaluate``).
     """
     check_recipe(cfg)
+    alphas = check_alphas(cfg.interpolate) if cfg.get("interpolate") is not None else None
     out.mkdir(parents=True, exist_ok=True)
-    resume_from = check_run_dir(out, cfg.get("resume"))
-    if resume_from is not None and (out / "metrics.json").is_file():
+    if cfg.get("resume") and (out / "metrics.json").is_file():  # also when checkpoint.keep=false removed them
         log.info("%s is finished; its metrics.json is kept", out)
         return json.loads((out / "metrics.json").read_text())
+    resume_from = check_run_dir(out, cfg.get("resume"))
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = load_tokenizer(cfg.encoder.name_or_path)
     dm = build(cfg.data, "data", task=build(cfg.task, "task"), tokenizer=tokenizer,
@@ -273,6 +276,7 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
         raise RunDirError(f"resume: the checkpoint {resume_from} is of {resume_stage}, which this config lacks")
     module = build_module(cfg, "loss", encoder)
     check_positives(module, dm)
+    base = snapshot(module.encoder) if alphas else None  # θ0 of `interpolate`: the pretrained encoder
     best = None
     for i, (stage, loss_key, epochs) in enumerate(stages):
         resuming = stage == resume_stage
@@ -295,7 +299,7 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
             best = trainer.checkpoint_callback.best_model_path or None
             log.info("%s best checkpoint: %s (%s)", stage, best, best_score(trainer.checkpoint_callback))
             if i == len(stages) - 1:
-                return finish(cfg, out, trainer, module, dm, tokenizer, ckpt_path=best)
+                return finish(cfg, out, trainer, module, dm, tokenizer, ckpt_path=best, base=base, alphas=alphas)
         except BaseException:
             finish_loggers(trainer, exit_code=1)  # the next stage or sweep job starts a new W&B run
             raise
@@ -316,12 +320,24 @@ def evaluate(cfg: DictConfig, out: Path, dm: PairDataModule, module: BSCModule) 
 
 
 def finish(cfg: DictConfig, out: Path, trainer: L.Trainer, module: BSCModule, dm: PairDataModule,
-           tokenizer: Any, ckpt_path: str | None) -> dict[str, float]:
+           tokenizer: Any, ckpt_path: str | None, base: dict[str, torch.Tensor] | None = None,
+           alphas: list[float] | None = None) -> dict[str, float]:
     """Test (dev and test splits), write config.yaml, the encoder (when trained) and metrics.json, end
-    the loggers' runs with metrics.json as their summary."""
+    the loggers' runs with metrics.json as their summary. With ``base`` (θ0) and ``alphas``, the best
+    checkpoint is first interpolated with θ0 at the α chosen on dev (bsc_lightning.interpolation)."""
+    chosen: dict[str, float] = {}
+    if base is not None and alphas:
+        if ckpt_path:
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+        alpha, scores = choose_alpha(trainer, module, dm, base, alphas, cfg.task.main_metric)
+        ckpt_path = None  # test these weights, not the checkpoint's
+        chosen = {"interpolate/alpha": alpha,
+                  **{f"interpolate/dev_{cfg.task.main_metric}@{a:g}": v for a, v in scores.items()}}
     trainer.test(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     metrics = dict(module.test_results) or {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("dev/", "test/"))}
+    metrics.update(chosen)
     encoder_dir = None
     if trainer.is_global_zero:
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -331,6 +347,8 @@ def finish(cfg: DictConfig, out: Path, trainer: L.Trainer, module: BSCModule, dm
         # last: a metrics.json marks a finished run
         write_atomic(out / "metrics.json", json.dumps(dict(sorted(metrics.items())), indent=2))
         log.info("metrics: %s", json.dumps(metrics))
+        if not cfg.checkpoint.get("keep", True) and ckpt_path is not None:
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
     finish_loggers(trainer, summary=metrics, encoder_dir=encoder_dir)
     return metrics
 
