@@ -13,15 +13,18 @@ export HF_HUB_OFFLINE=1
 out=${OUT:-multirun/recipes}
 seeds=${SEEDS:-0,1,2}
 cqa="data.limit_train=${CQA_TRAIN:-480} data.limit_eval=${CQA_EVAL:-500}"
-run() { python -m bsc_lightning.run -m trainer=cpu logger=csv export=false "$@"; }
+# checkpoint.keep=false: a run's checkpoints (~250 MB) go once its metrics.json is written; dev_interpolate keeps them
+run() { python -m bsc_lightning.run -m trainer=cpu logger=csv export=false checkpoint.keep=false "$@"; }
 # The ranking recipe's rounds. Round one chose a positives-only recipe (symmetric BSC, τ 0.05, lr 2e-5, a
 # question's pairs apart: $pos_recipe); round two added at most 7 labelled negatives per answered query in their
 # question's batch ($r2, part_dev_hard_negatives); round three raised the lr to 3e-5 ($r3, part_dev_tau_lr); round
-# four raised τ to 0.07 as well (part_dev_tau_lr_both), which made experiment=recipe_ranking. Earlier rounds pin
-# what the recipe has changed since, so they re-run what ran (of two overrides of one key, the later wins:
-# `$pos_recipe model.optimizer.lr=5e-5` runs at 5e-5).
-r2="experiment=recipe_ranking loss.temperature=0.05 model.optimizer.lr=2e-5"
-r3="experiment=recipe_ranking loss.temperature=0.05 model.optimizer.lr=3e-5"
+# four raised τ to 0.07 as well (part_dev_tau_lr_both, $r4); round five interpolated the best checkpoint with the
+# pretrained encoder at the α chosen on dev (part_dev_interpolate), which made experiment=recipe_ranking. Earlier
+# rounds pin what the recipe has changed since, so they re-run what ran (of two overrides of one key, the later
+# wins: `$pos_recipe model.optimizer.lr=5e-5` runs at 5e-5).
+r4="experiment=recipe_ranking interpolate=null"
+r2="$r4 loss.temperature=0.05 model.optimizer.lr=2e-5"
+r3="$r4 loss.temperature=0.05 model.optimizer.lr=3e-5"
 pos_recipe="$r2 data.train_positives_only=true data.train_negatives_per_query=null shuffle=example"
 
 # --- dev sweeps (seed 0): which combination wins, per task type ---------------------------------------
@@ -86,9 +89,19 @@ part_dev_tau_lr() {          # round three, from round two's choice (τ 0.05, lr
   run $r2 model.optimizer.lr=3e-5 task=wikiqa seed=0,1,2 hydra.sweep.dir="$out/dev_wikiqa_hn7_lr3e5"
 }
 part_dev_tau_lr_both() {     # round four, from round three's choice (τ 0.05, lr 3e-5): τ 0.07 as well, which won the
-                             # dev mean of all three tasks: the recipe
+                             # dev mean of all three tasks ($r4: round five's starting point)
   run $r3 loss.temperature=0.07 task=wikiqa seed=0,1,2 hydra.sweep.dir="$out/dev_wikiqa_hn7_lr3e5_tau07"
   run $r3 loss.temperature=0.07 task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/dev_cqa_hn7_lr3e5_tau07"
+}
+part_dev_interpolate() {     # round five: the recipe's best checkpoint interpolated with the pretrained encoder,
+                             # θ0 + α(θ − θ0) (WiSE-FT; callbacks.interpolate), α from 0 to 1, evaluated after training
+                             # (experiments/interpolate.py); WikiQA seeds 0-2, CQA 1-3 on the cut and on full CQA-B
+  local keep="checkpoint.keep=true"
+  run experiment=recipe_ranking task=wikiqa seed=0,1,2 $keep hydra.sweep.dir="$out/interp_wikiqa"
+  run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa $keep hydra.sweep.dir="$out/interp_cqa_cut"
+  run experiment=recipe_ranking task=cqa_b encoder.max_length=64 seed=1,2,3 data.limit_train=null data.limit_eval=null \
+    $keep hydra.sweep.dir="$out/interp_cqab_full"
+  python experiments/interpolate.py "$out"/interp_wikiqa "$out"/interp_cqa_cut "$out"/interp_cqab_full
 }
 part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not separate: the choice is the best
                              # dev mean over seeds 0-2 (CQA: 1-3); seed 0 is the dev sweeps' job
@@ -127,10 +140,10 @@ part_equal_budget_peer() {     # sentence-transformers (experiments/peer.py) at 
       --seed $s --out "$out/peer_mrpc_mse3/seed$s"
   done
 }
-part_recipe_wikiqa() {       # = the dev_wikiqa_hn7_lr3e5_tau07 jobs
+part_recipe_wikiqa() {       # = dev_interpolate's interp_wikiqa jobs (which keep their checkpoints)
   run experiment=recipe_ranking task=wikiqa seed="$seeds" hydra.sweep.dir="$out/recipe_wikiqa"
 }
-part_recipe_cqa() {          # = the dev_cqa_hn7_lr3e5_tau07 jobs: the recipe as a user runs it (its τ and lr) on the CQA cut,
+part_recipe_cqa() {          # = dev_interpolate's interp_cqa_cut jobs: the recipe as a user runs it (its τ and lr) on the CQA cut,
                              # seeds of paper_cpu.sh
   run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
     hydra.sweep.dir="$out/recipe_cqa"
@@ -148,7 +161,8 @@ part_ablation_ranking() {    # − hard negatives: the positives-only recipe (th
 part_cqa_full() {            # the recipe against its baselines on the full CQA training splits (no cut; max length 64):
                              # CQA-B (3,369 pairs), seeds 1-3, with MSE, triplet and positives-only (the paper's τ and
                              # lr, random batches); CQA-A (7,060 pairs, ~25 min a run on a core), seeds 1-2,
-                             # against positives-only alone
+                             # against positives-only alone; round four's recipe (no interpolation) on CQA-A
+                             # (on CQA-B: dev_interpolate's α 1)
   local full="data.limit_train=null data.limit_eval=null"
   run experiment=paper/losses experiment/paper/loss=symmetric task=cqa_a,cqa_b train=false seed=0 $full \
     hydra.sweep.dir="$out/cqa_full_zero_shot"   # the encoder as it is, on the full dev and test splits
@@ -161,6 +175,7 @@ part_cqa_full() {            # the recipe against its baselines on the full CQA 
       hydra.sweep.dir="$out/${name}_full_positives_only"
     run experiment=recipe_ranking task=$t encoder.max_length=64 seed=$s $full hydra.sweep.dir="$out/${name}_full_recipe"
   done
+  run $r4 task=cqa_a encoder.max_length=64 seed=1,2 $full hydra.sweep.dir="$out/cqaa_full_round_four"
 }
 
 part_aggregate() {
@@ -170,7 +185,7 @@ part_aggregate() {
   done
 }
 
-parts=("$@")   # the default skips recipe_wikiqa and recipe_cqa: dev_tau_lr_both already ran those jobs
-[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both cqa_baselines
+parts=("$@")   # the default skips recipe_wikiqa and recipe_cqa: dev_interpolate already ran those jobs
+[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both dev_interpolate cqa_baselines
   dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking cqa_full aggregate)
 for p in "${parts[@]}"; do "part_$p"; done

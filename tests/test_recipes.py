@@ -57,6 +57,8 @@ def check_levers(cfg, kind: str) -> None:
     assert cfg.data.train_negatives_per_query == (7 if kind == "ranking" else None)
     if kind == "ranking":
         assert build(cfg.shuffle, "shuffle").keep_identical_apart is False
+    # ranking: the best checkpoint interpolated with the pretrained encoder at the dev-chosen α of these
+    assert cfg.interpolate == ([0.5, 0.7, 0.85, 1.0] if kind == "ranking" else None)
     assert cfg.recipe.task_type == kind == cfg.task.type
 
 
@@ -141,6 +143,12 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
     metrics = train(cfg, tmp_path / "run")
     main = cfg.task.main_metric
     assert f"test/{main}" in metrics and f"dev/{main}" in metrics
+    if kind == "ranking":  # each α validated on dev, the chosen one's dev score is the tested weights' dev
+        scores = {a: metrics[f"interpolate/dev_{main}@{a:g}"] for a in (0.5, 0.7, 0.85, 1.0)}
+        assert metrics["interpolate/alpha"] == max(scores, key=lambda a: (scores[a], a))
+        assert metrics[f"dev/{main}"] == pytest.approx(scores[metrics["interpolate/alpha"]], abs=1e-6)
+    else:
+        assert not any(k.startswith("interpolate/") for k in metrics)
     loss_cls, shuffle_cls, positives_only, _, epochs, lr = LEVERS[kind]
     assert lrs == [lr, lr]  # the recipe's lr reaches both encoder groups of the optimiser
     assert {s[0] for s in seen} == {loss_cls.__name__}
