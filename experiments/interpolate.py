@@ -41,6 +41,8 @@ def evaluate_alphas(run: Path, alphas: list[float]) -> dict[str, dict[str, float
     todo = [a for a in alphas if str(a) not in done]
     if todo:
         cfg = OmegaConf.load(run / "config.yaml")
+        # one process on this machine's device: a DDP run's trainer would keep the results in its workers
+        cfg.trainer.update(accelerator="auto", devices=1, num_nodes=1, strategy="auto")
         if cfg.get("stage2"):
             raise SystemExit(f"{run}: a two-stage run; interpolation is evaluated for one-stage runs only")
         L.seed_everything(cfg.seed)

@@ -50,3 +50,27 @@ def test_ddp_sim_fit_end_to_end(tiny_bert, data_root, tmp_path, extra):
     assert [len(s) for s in r0] == [len(s) for s in r1] == [4, 4, 4, 4, 4, 1]
     seen = [i for s in r0 + r1 for i in s]
     assert sorted(seen) == list(range(42))
+
+
+@pytest.mark.slow  # ~2 min: three spawned passes after the fit
+def test_ddp_sim_interpolation_matches_one_process(tiny_bert, data_root, tmp_path):
+    """interpolate=[0.5, 1] under 2 spawned ranks: each α's dev score and the chosen α's test score are those
+    experiments/interpolate.py computes in one process from the same checkpoint."""
+    import importlib.util
+
+    cfg = make_cfg([f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32", "trainer=ddp_sim",
+                    "data.batch_size=4", "data.limit_train=42", "data.limit_eval=24", "logger=csv",
+                    f"data.cache_dir={tmp_path / 'cache'}", "task=stsb", f"task.data_dir={data_root / 'stsb'}",
+                    "export=false", "model.optimizer.lr=1e-3", "interpolate=[0.5,1]"])
+    out = tmp_path / "run"
+    metrics = train(cfg, out)
+    spec = importlib.util.spec_from_file_location("interpolate_script",
+                                                  Path(__file__).resolve().parents[1] / "experiments" / "interpolate.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    offline = script.evaluate_alphas(out, [0.5, 1.0])
+    for a in ("0.5", "1.0"):
+        assert metrics[f"interpolate/dev_spearman@{float(a):g}"] == pytest.approx(offline[a]["dev/spearman"], abs=1e-5)
+    chosen = str(metrics["interpolate/alpha"])
+    assert metrics["test/spearman"] == pytest.approx(offline[chosen]["test/spearman"], abs=1e-5)
+    assert metrics["dev/spearman"] == pytest.approx(offline[chosen]["dev/spearman"], abs=1e-5)
