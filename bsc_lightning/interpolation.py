@@ -46,6 +46,11 @@ def check_alphas(alphas: Any) -> list[float]:
     return [float(a) for a in values]
 
 
+def best_alpha(dev_scores: dict[float, float]) -> float:
+    """The α with the best dev score; of tied ones the larger (the closer to the trained weights)."""
+    return max(dev_scores, key=lambda a: (dev_scores[a], a))
+
+
 def choose_alpha(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, base: dict[str, torch.Tensor],
                  alphas: Sequence[float], metric: str) -> tuple[float, dict[float, float]]:
     """Set ``module.encoder`` to θ0 + α(θ − θ0) for the α of ``alphas`` with the best dev ``metric``.
@@ -61,7 +66,7 @@ def choose_alpha(trainer: L.Trainer, module: L.LightningModule, datamodule: Any,
             module.encoder.load_state_dict(interpolate(base, trained, a))
             trainer.validate(module, datamodule=datamodule, verbose=False)
             scores[a] = float(trainer.callback_metrics[f"val/{metric}"])
-    best = max(alphas, key=lambda a: (scores.get(a, 0.0), a))
+    best = best_alpha(scores) if scores else alphas[0]
     module.encoder.load_state_dict(interpolate(base, trained, best))
     log.info("testing θ0 + %.2f (θ − θ0) (dev %s by α: %s)", best, metric, scores or "one α")
     return best, scores

@@ -35,7 +35,7 @@ from bsc_lightning.export import export_encoder
 from bsc_lightning.interpolation import check_alphas, choose_alpha, snapshot
 from bsc_lightning.loggers import BatchStatsLogger, RankLogFile, finish_loggers
 from bsc_lightning.module import BSCModule
-from bsc_lightning.rundir import RunDirError, best_score, check_run_dir, stage_of, write_atomic
+from bsc_lightning.rundir import RunDirError, best_score, check_run_dir, encoder_state, stage_of, write_atomic
 
 log = logging.getLogger(__name__)
 __all__ = ["CONF_DIR", "ConfigError", "RunDirError", "build", "main", "objective_key", "settings_name", "train"]
@@ -287,9 +287,7 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
             module = build_module(cfg, loss_key, module.encoder)
             check_positives(module, dm)
             if not resuming:  # the next stage starts from the previous stage's best weights, fresh optimiser
-                state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-                module.encoder.load_state_dict({k[len("encoder."):]: v for k, v in state.items()
-                                                if k.startswith("encoder.")})
+                module.encoder.load_state_dict(encoder_state(best))
         module.stage = stage
         dm.embedder = module.encoder.encode_ids  # example / clusters embed with the weights being trained
         trainer = build_trainer(cfg, out, stage, epochs)
@@ -328,8 +326,7 @@ def finish(cfg: DictConfig, out: Path, trainer: L.Trainer, module: BSCModule, dm
     chosen: dict[str, float] = {}
     if base is not None and alphas:
         if ckpt_path:
-            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_state_dict(state)
+            module.encoder.load_state_dict(encoder_state(ckpt_path))
         alpha, scores = choose_alpha(trainer, module, dm, base, alphas, cfg.task.main_metric)
         ckpt_path = None  # test these weights, not the checkpoint's
         chosen = {"interpolate/alpha": alpha,

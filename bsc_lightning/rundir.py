@@ -40,6 +40,12 @@ def stage_of(ckpt: Path) -> str:
     return (state.get("bsc") or {}).get("stage", "stage1")
 
 
+def encoder_state(ckpt: str | Path) -> dict[str, torch.Tensor]:
+    """The encoder's weights in a checkpoint (its ``encoder.*`` entries, prefix removed), on CPU."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+
+
 def best_score(callback: L.pytorch.callbacks.ModelCheckpoint) -> float | None:
     """The best dev score; read back from the checkpoint when spawned ranks kept it to themselves."""
     score = callback.best_model_score

@@ -1,14 +1,14 @@
 """Dev (and test) metrics of finished runs after weight interpolation θ0 + α(θ − θ0) with the pretrained encoder,
-for a grid of α, without training again: what chose callbacks.interpolate's α (docs/results.md, "Recipes").
+for a grid of α, without training again: what chose the ranking recipe's `interpolate` (docs/results.md, "Recipes").
 
     python experiments/interpolate.py RUN_OR_SWEEP_DIR ... [--alphas 0,0.3,0.5,0.7,0.85,1] [--choose 0.5,0.7,0.85,1] [--test]
 
 Each run folder needs its config.yaml and checkpoints/stage1-best.ckpt (a one-stage run). Per run it writes
 interpolation.json ({α: metrics}, dev and test; reused when present) and prints, per task (and training cut),
-the mean ± std over the runs of the main metric on dev for each α, and the row "dev-chosen": each run at the α of ``--choose``
-with its best dev score (ties: the larger α), what ``interpolate=[...]`` in a run does; ``--test`` adds the
-test column (read it after choosing).
-The metrics are those a run with ``callbacks.interpolate.alpha=α`` tests: the same weights, the same test loop.
+the mean ± std over the runs of the main metric on dev for each α, and the row "dev-chosen": each run at the
+α of ``--choose`` with its best dev score (ties: the larger α), what ``interpolate=[...]`` in a run does;
+``--test`` adds the test column (read it after choosing).
+The metrics are those a run with ``interpolate=[α]`` tests: the same weights, the same test loop.
 """
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import lightning as L
-import torch
 from omegaconf import OmegaConf
 
 from bsc_lightning.encoder import load_tokenizer
-from bsc_lightning.interpolation import interpolate
+from bsc_lightning.interpolation import best_alpha, interpolate, snapshot
 from bsc_lightning.run import build, build_module, build_trainer, quiet_third_party
+from bsc_lightning.rundir import encoder_state
 
 
 def run_dirs(paths: list[str]) -> list[Path]:
@@ -50,9 +50,8 @@ def evaluate_alphas(run: Path, alphas: list[float]) -> dict[str, dict[str, float
                    strategy=build(cfg.shuffle, "shuffle"))
         dm.setup("fit")
         module = build_module(cfg, "loss", build(cfg.encoder, "encoder"))
-        base = {k: v.clone() for k, v in module.encoder.state_dict().items()}  # the pretrained encoder
-        state = torch.load(run / "checkpoints" / "stage1-best.ckpt", map_location="cpu", weights_only=True)
-        trained = {k[len("encoder."):]: v for k, v in state["state_dict"].items() if k.startswith("encoder.")}
+        base = snapshot(module.encoder)  # the pretrained encoder
+        trained = encoder_state(run / "checkpoints" / "stage1-best.ckpt")
         module.stage = "zero_shot"
         for a in todo:
             module.encoder.load_state_dict(interpolate(base, trained, a))
@@ -82,7 +81,7 @@ def main() -> None:
         by_alpha = evaluate_alphas(run, alphas)
         for a, m in by_alpha.items():
             rows[f"α {float(a):g}"].append(m)
-        best = max(choose, key=lambda a: (by_alpha[str(a)][f"dev/{cfg.task.main_metric}"], a))
+        best = best_alpha({a: by_alpha[str(a)][f"dev/{cfg.task.main_metric}"] for a in choose})
         rows["dev-chosen"].append({**by_alpha[str(best)], "alpha": best})
     for (task, metric), rows in table.items():
         print(f"{task}: {metric} × 100, mean ± std over runs")

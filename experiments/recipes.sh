@@ -94,14 +94,18 @@ part_dev_tau_lr_both() {     # round four, from round three's choice (τ 0.05, l
   run $r3 loss.temperature=0.07 task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/dev_cqa_hn7_lr3e5_tau07"
 }
 part_dev_interpolate() {     # round five: the recipe's best checkpoint interpolated with the pretrained encoder,
-                             # θ0 + α(θ − θ0) (WiSE-FT; callbacks.interpolate), α from 0 to 1, evaluated after training
+                             # θ0 + α(θ − θ0) (WiSE-FT; `interpolate`), α from 0 to 1, evaluated after training
                              # (experiments/interpolate.py); WikiQA seeds 0-2, CQA 1-3 on the cut and on full CQA-B
   local keep="checkpoint.keep=true"
-  run experiment=recipe_ranking task=wikiqa seed=0,1,2 $keep hydra.sweep.dir="$out/interp_wikiqa"
-  run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa $keep hydra.sweep.dir="$out/interp_cqa_cut"
-  run experiment=recipe_ranking task=cqa_b encoder.max_length=64 seed=1,2,3 data.limit_train=null data.limit_eval=null \
+  run $r4 task=wikiqa seed=0,1,2 $keep hydra.sweep.dir="$out/interp_wikiqa"   # round four's runs, checkpoints kept
+  run $r4 task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa $keep hydra.sweep.dir="$out/interp_cqa_cut"
+  run $r4 task=cqa_b encoder.max_length=64 seed=1,2,3 data.limit_train=null data.limit_eval=null \
     $keep hydra.sweep.dir="$out/interp_cqab_full"
+  # positives-only in-batch softmax on full CQA-B (cqa_full's row), interpolated the same way
+  run experiment=paper/shuffles task=cqa_b experiment/paper/shuffle=random data.train_positives_only=true seed=1,2,3 \
+    data.limit_train=null data.limit_eval=null $keep hydra.sweep.dir="$out/interp_cqab_full_positives_only"
   python experiments/interpolate.py "$out"/interp_wikiqa "$out"/interp_cqa_cut "$out"/interp_cqab_full
+  python experiments/interpolate.py "$out"/interp_cqab_full_positives_only   # apart: its task is cqa_b too
 }
 part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not separate: the choice is the best
                              # dev mean over seeds 0-2 (CQA: 1-3); seed 0 is the dev sweeps' job
