@@ -28,6 +28,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from bsc_lightning import CONF_DIR
+from bsc_lightning.choose import run_variants
 from bsc_lightning.data.datamodule import PairDataModule
 from bsc_lightning.data.tasks import DataError, require_positives
 from bsc_lightning.encoder import load_tokenizer
@@ -202,6 +203,8 @@ def wandb_run_args(cfg: DictConfig, out: Path, stage: str) -> dict[str, Any]:
     setting = setting or f"{task}-{loss}"
     if cfg.get("stage2") and stage != "zero_shot":  # sequential: one run per stage
         name = f"{name}/{stage}"
+    if out.parent.name == "choose":  # a variant of a `choose` run (bsc_lightning.choose): one run per variant
+        name, setting = f"{name}/{out.name}", f"{setting}/{out.name}"
     if hc is not None and hc.mode == RunMode.MULTIRUN:
         group = Path(hc.sweep.dir).name
     elif choices.get("experiment"):
@@ -250,10 +253,13 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
     """Fit (and optionally a second stage), test the best checkpoint, write metrics and the encoder.
 
     ``cfg.resume`` continues an interrupted run from its last checkpoint, in the stage it stopped in.
-    ``cfg.train=false`` evaluates the encoder as it is (see ``evaluate``).
+    ``cfg.train=false`` evaluates the encoder as it is (see ``evaluate``). ``cfg.choose`` trains variants
+    of the run and keeps the best on dev (bsc_lightning.choose).
     """
     check_recipe(cfg)
     alphas = check_alphas(cfg.interpolate) if cfg.get("interpolate") is not None else None
+    if cfg.get("choose"):  # each variant is a run of its own in out/choose/<name>; the best on dev is kept
+        return run_variants(cfg, out, train)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("resume") and (out / "metrics.json").is_file():  # also when checkpoint.keep=false removed them
         log.info("%s is finished; its metrics.json is kept", out)
@@ -324,6 +330,7 @@ def finish(cfg: DictConfig, out: Path, trainer: L.Trainer, module: BSCModule, dm
     the loggers' runs with metrics.json as their summary. With ``base`` (θ0) and ``alphas``, the best
     checkpoint is first interpolated with θ0 at the α chosen on dev (bsc_lightning.interpolation)."""
     chosen: dict[str, float] = {}
+    trained = ckpt_path is not None  # not zero-shot: there are checkpoints (which checkpoint.keep=false deletes)
     if base is not None and alphas:
         if ckpt_path:
             module.encoder.load_state_dict(encoder_state(ckpt_path))
@@ -344,7 +351,7 @@ def finish(cfg: DictConfig, out: Path, trainer: L.Trainer, module: BSCModule, dm
         # last: a metrics.json marks a finished run
         write_atomic(out / "metrics.json", json.dumps(dict(sorted(metrics.items())), indent=2))
         log.info("metrics: %s", json.dumps(metrics))
-        if not cfg.checkpoint.get("keep", True) and ckpt_path is not None:
+        if not cfg.checkpoint.get("keep", True) and trained:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
     finish_loggers(trainer, summary=metrics, encoder_dir=encoder_dir)
     return metrics

@@ -101,8 +101,8 @@ def load_jobs(root: Path) -> list[Job]:
     folders |= {p.parent.parent for p in root.rglob(".hydra/overrides.yaml")}
     jobs = []
     for folder in sorted(f for f in folders if _is_job(f)):
-        if any(part in {"encoder", "checkpoints", "logs", ".hydra"} for part in folder.relative_to(root).parts):
-            continue  # an exported encoder or a logger's folder inside a job
+        if any(part in {"encoder", "checkpoints", "logs", ".hydra", "choose"} for part in folder.relative_to(root).parts):
+            continue  # an exported encoder, a logger's folder or a `choose` variant inside a job
         ov_file = folder / ".hydra" / "overrides.yaml"
         overrides = None
         if ov_file.is_file():

@@ -19,10 +19,12 @@ run() { python -m bsc_lightning.run -m trainer=cpu logger=csv export=false check
 # question's pairs apart: $pos_recipe); round two added at most 7 labelled negatives per answered query in their
 # question's batch ($r2, part_dev_hard_negatives); round three raised the lr to 3e-5 ($r3, part_dev_tau_lr); round
 # four raised τ to 0.07 as well (part_dev_tau_lr_both, $r4); round five interpolated the best checkpoint with the
-# pretrained encoder at the α chosen on dev (part_dev_interpolate), which made experiment=recipe_ranking. Earlier
-# rounds pin what the recipe has changed since, so they re-run what ran (of two overrides of one key, the later
-# wins: `$pos_recipe model.optimizer.lr=5e-5` runs at 5e-5).
-r4="experiment=recipe_ranking interpolate=null"
+# pretrained encoder at the α chosen on dev (part_dev_interpolate, $r5); round six kept, per run, that or
+# positives-only in-batch softmax in random batches, whichever had the better dev score (part_dev_choose), which
+# made experiment=recipe_ranking. Earlier rounds pin what the recipe has changed since, so they re-run what ran (of
+# two overrides of one key, the later wins: `$pos_recipe model.optimizer.lr=5e-5` runs at 5e-5).
+r5="experiment=recipe_ranking choose=null"
+r4="$r5 interpolate=null"
 r2="$r4 loss.temperature=0.05 model.optimizer.lr=2e-5"
 r3="$r4 loss.temperature=0.05 model.optimizer.lr=3e-5"
 pos_recipe="$r2 data.train_positives_only=true data.train_negatives_per_query=null shuffle=example"
@@ -107,6 +109,23 @@ part_dev_interpolate() {     # round five: the recipe's best checkpoint interpol
   python experiments/interpolate.py "$out"/interp_wikiqa "$out"/interp_cqa_cut "$out"/interp_cqab_full
   python experiments/interpolate.py "$out"/interp_cqab_full_positives_only   # apart: its task is cqa_b too
 }
+part_dev_choose() {          # round six: round five's recipe ($r5) or positives-only in-batch softmax in random batches
+                             # (its τ, lr and α choice), whichever run has the better dev score (`choose`). Here the
+                             # positives-only runs; the hard-negative ones are round five's (dev_interpolate, cqa_full)
+  local full="data.limit_train=null data.limit_eval=null"
+  local p="$r5 data.train_positives_only=true data.train_negatives_per_query=null shuffle=random"
+  run $p task=wikiqa seed=0,1,2 hydra.sweep.dir="$out/choose_wikiqa_positives"
+  run $p task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/choose_cqa_cut_positives"
+  run $p task=cqa_a encoder.max_length=64 seed=1,2 $full hydra.sweep.dir="$out/choose_cqaa_full_positives"
+  # full CQA-B: dev_interpolate's interp_cqab_full_positives_only trained this very config (experiment=paper/shuffles
+  # on cqa_b is symmetric BSC at τ 0.07, lr 3e-5, random batches; interpolated by experiments/interpolate.py)
+  for hp in interp_wikiqa:choose_wikiqa_positives interp_cqa_cut:choose_cqa_cut_positives \
+            interp_cqab_full:interp_cqab_full_positives_only cqaa_full_recipe:choose_cqaa_full_positives; do
+    python experiments/choose.py hard_negatives="$out/${hp%:*}" positives_only="$out/${hp#*:}"
+  done   # add --test to read test, after the choice
+  # the recipe itself (both runs and the choice in each job) on the CQA cut: the choice and numbers printed above
+  run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/recipe_cqa"
+}
 part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not separate: the choice is the best
                              # dev mean over seeds 0-2 (CQA: 1-3); seed 0 is the dev sweeps' job
   run $pos_recipe shuffle=random task=wikiqa seed=1,2 hydra.sweep.dir="$out/dev_wikiqa_random_seeds"
@@ -144,11 +163,11 @@ part_equal_budget_peer() {     # sentence-transformers (experiments/peer.py) at 
       --seed $s --out "$out/peer_mrpc_mse3/seed$s"
   done
 }
-part_recipe_wikiqa() {       # = dev_interpolate's interp_wikiqa jobs (which keep their checkpoints)
+part_recipe_wikiqa() {       # = dev_choose's choice between interp_wikiqa and choose_wikiqa_positives
   run experiment=recipe_ranking task=wikiqa seed="$seeds" hydra.sweep.dir="$out/recipe_wikiqa"
 }
-part_recipe_cqa() {          # = dev_interpolate's interp_cqa_cut jobs: the recipe as a user runs it (its τ and lr) on the CQA cut,
-                             # seeds of paper_cpu.sh
+part_recipe_cqa() {          # = dev_choose's last line: the recipe as a user runs it (its τ and lr) on the CQA cut, seeds of
+                             # paper_cpu.sh
   run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
     hydra.sweep.dir="$out/recipe_cqa"
 }
@@ -177,7 +196,7 @@ part_cqa_full() {            # the recipe against its baselines on the full CQA 
     t=${ts%:*} s=${ts#*:}; name=${t/cqa_/cqa}
     run experiment=paper/shuffles task=$t experiment/paper/shuffle=random data.train_positives_only=true seed=$s $full \
       hydra.sweep.dir="$out/${name}_full_positives_only"
-    run experiment=recipe_ranking task=$t encoder.max_length=64 seed=$s $full hydra.sweep.dir="$out/${name}_full_recipe"
+    run $r5 task=$t encoder.max_length=64 seed=$s $full hydra.sweep.dir="$out/${name}_full_recipe"
   done
   run $r4 task=cqa_a encoder.max_length=64 seed=1,2 $full hydra.sweep.dir="$out/cqaa_full_round_four"
 }
@@ -189,7 +208,7 @@ part_aggregate() {
   done
 }
 
-parts=("$@")   # the default skips recipe_wikiqa and recipe_cqa: dev_interpolate already ran those jobs
-[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both dev_interpolate cqa_baselines
-  dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking cqa_full aggregate)
+parts=("$@")   # the default skips recipe_wikiqa and recipe_cqa: dev_interpolate and dev_choose ran those jobs
+[ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both dev_interpolate cqa_baselines cqa_full dev_choose
+  dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking aggregate)
 for p in "${parts[@]}"; do "part_$p"; done

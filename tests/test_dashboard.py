@@ -70,3 +70,7 @@ def test_runs_carry_the_keys_the_view_reads(tmp_path):
     settings = {a["config"][dashboard.SETTING_KEY] for a in args}
     assert len(settings) == 1 and "seed" not in settings.pop()
     assert args[0]["name"] != args[1]["name"]
+    # the variants of a `choose` run: a run and a setting each
+    variants = [wandb_run_args(make_cfg(["task=wikiqa"]), tmp_path / "run" / "choose" / v, "stage1") for v in "ab"]
+    assert [a["name"] for a in variants] == ["wikiqa-BSCLoss-seed0/a", "wikiqa-BSCLoss-seed0/b"]
+    assert [a["config"][dashboard.SETTING_KEY] for a in variants] == ["wikiqa-BSCLoss/a", "wikiqa-BSCLoss/b"]

@@ -74,3 +74,23 @@ def test_ddp_sim_interpolation_matches_one_process(tiny_bert, data_root, tmp_pat
     chosen = str(metrics["interpolate/alpha"])
     assert metrics["test/spearman"] == pytest.approx(offline[chosen]["test/spearman"], abs=1e-5)
     assert metrics["dev/spearman"] == pytest.approx(offline[chosen]["dev/spearman"], abs=1e-5)
+
+
+@pytest.mark.slow  # ~2 min: two spawned fits
+def test_ddp_sim_choose_trains_each_variant_under_two_ranks(tiny_bert, data_root, tmp_path):
+    """choose={...} under 2 spawned ranks: each variant is a DDP run of its own with its overrides, and the run's
+    metrics.json is the variant with the better dev score, written once."""
+    cfg = make_cfg([f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32", "trainer=ddp_sim",
+                    "data.batch_size=4", "data.limit_train=42", "data.limit_eval=24", "logger=csv",
+                    f"data.cache_dir={tmp_path / 'cache'}", "task=stsb", f"task.data_dir={data_root / 'stsb'}",
+                    "export=false", ("choose={slow: {model: {optimizer: {lr: 1e-6}}}, fast: {model: {optimizer: "
+                                     "{lr: 1e-3}}}}")])
+    out = tmp_path / "run"
+    metrics = train(cfg, out)
+    runs = {n: json.loads((out / "choose" / n / "metrics.json").read_text()) for n in ("slow", "fast")}
+    assert runs["slow"]["dev/spearman"] != runs["fast"]["dev/spearman"]  # the lr reached each variant
+    chosen = max(runs, key=lambda n: runs[n]["dev/spearman"])
+    assert metrics[f"choose/{chosen}"] == 1.0
+    assert {k: v for k, v in metrics.items() if not k.startswith("choose/")} == pytest.approx(runs[chosen])
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(metrics)
+    assert sorted(p.name for p in out.iterdir()) == ["choose", "config.yaml", "metrics.json"]

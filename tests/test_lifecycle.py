@@ -193,11 +193,13 @@ def test_sequential_run_resumes_in_stage_two(tiny_bert, pairs, tmp_path, monkeyp
     assert (out / "checkpoints" / "stage2-best.ckpt").is_file()
 
 
-@pytest.mark.parametrize("keep", [True, False])
-def test_resume_of_a_finished_run_keeps_its_metrics(tiny_bert, pairs, tmp_path, keep):
-    """checkpoint.keep=false: the checkpoints are gone once metrics.json is written; the run stays finished."""
+@pytest.mark.parametrize("keep,extra", [(True, []), (False, []), (False, ["interpolate=[0.5,1]"])],
+                         ids=["keep", "delete", "delete-interpolated"])
+def test_resume_of_a_finished_run_keeps_its_metrics(tiny_bert, pairs, tmp_path, keep, extra):
+    """checkpoint.keep=false: the checkpoints are gone once metrics.json is written (also when the tested weights
+    were interpolated, not a checkpoint's); the run stays finished."""
     keep_it = f"checkpoint.keep={str(keep).lower()}"
-    cfg = make_cfg(overrides(tiny_bert, pairs, tmp_path, "data.limit_train=16", keep_it))
+    cfg = make_cfg(overrides(tiny_bert, pairs, tmp_path, "data.limit_train=16", keep_it, *extra))
     out = tmp_path / "run"
     first = train(cfg, out)
     assert sorted(p.name for p in (out / "checkpoints").glob("*")) == (
@@ -207,8 +209,8 @@ def test_resume_of_a_finished_run_keeps_its_metrics(tiny_bert, pairs, tmp_path, 
     with pytest.raises(RunDirError, match=r"resume=true.*hydra\.run\.dir"):
         train(cfg, out)
     assert (out / "metrics.json").read_text() == before
-    assert train(make_cfg(overrides(tiny_bert, pairs, tmp_path, "data.limit_train=16", keep_it, "resume=true")),
-                 out) == first
+    assert train(make_cfg(overrides(tiny_bert, pairs, tmp_path, "data.limit_train=16", keep_it, *extra,
+                                    "resume=true")), out) == first
     with pytest.raises(RunDirError, match="no checkpoint"):
         train(make_cfg(overrides(tiny_bert, pairs, tmp_path, f"resume={tmp_path / 'nope.ckpt'}")),
               tmp_path / "other")

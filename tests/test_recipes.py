@@ -12,6 +12,7 @@ from fixtures import make_cfg
 from omegaconf import OmegaConf
 
 from bsc_lightning import CONF_DIR
+from bsc_lightning.choose import variant_configs
 from bsc_lightning.data.batching import ExampleShuffle, RandomShuffle
 from bsc_lightning.losses import BSCLoss, MSELoss
 from bsc_lightning.module import BSCModule
@@ -60,6 +61,15 @@ def check_levers(cfg, kind: str) -> None:
     # ranking: the best checkpoint interpolated with the pretrained encoder at the dev-chosen α of these
     assert cfg.interpolate == ([0.5, 0.7, 0.85, 1.0] if kind == "ranking" else None)
     assert cfg.recipe.task_type == kind == cfg.task.type
+    if kind != "ranking":
+        assert cfg.choose is None
+        return
+    # ranking: that run, or positives-only in-batch softmax in random batches, whichever has the better dev score
+    hard, positives = variant_configs(cfg).values()
+    assert OmegaConf.to_container(hard) == {**OmegaConf.to_container(cfg), "choose": None}
+    assert positives.data.train_positives_only is True and positives.data.train_negatives_per_query is None
+    assert type(build(positives.shuffle, "shuffle")) is RandomShuffle
+    assert positives.interpolate == cfg.interpolate and positives.loss == cfg.loss and positives.model == cfg.model
 
 
 @pytest.mark.parametrize("kind,task", [(k, t) for k in RECIPES for t in [*tasks_of(k), "custom"]])
@@ -139,7 +149,9 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
     base = [f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32", "trainer=cpu", "data.batch_size=8",
             "logger=csv", f"data.cache_dir={tmp_path / 'cache'}", "export=false", "shuffle.n_candidates=8"
             if kind == "ranking" else "data.limit_eval=48"]
-    cfg = make_cfg([f"experiment=recipe_{kind}", *base, *write_custom(kind, tmp_path / "data")])
+    # ranking: the hard-negative run alone (choose=null); both runs of the recipe: test_choose
+    choose = ["choose=null"] if kind == "ranking" else []
+    cfg = make_cfg([f"experiment=recipe_{kind}", *base, *choose, *write_custom(kind, tmp_path / "data")])
     metrics = train(cfg, tmp_path / "run")
     main = cfg.task.main_metric
     assert f"test/{main}" in metrics and f"dev/{main}" in metrics
@@ -161,14 +173,28 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
     assert ordered == [shuffle_cls.__name__] * epochs  # batches rebuilt once per epoch, by the recipe's strategy
 
 
+def bsc_labels(monkeypatch) -> list[tuple[int, int]]:
+    """(positives, labelled negatives) of every training batch that reaches the BSC loss."""
+    seen: list[tuple[int, int]] = []
+    forward = BSCLoss.forward
+
+    def wrapped(self, q, a, labels=None, *args, **kwargs):
+        if self.training:
+            pos = int((labels > 0.5).sum())
+            seen.append((pos, len(labels) - pos))
+        return forward(self, q, a, labels, *args, **kwargs)
+    monkeypatch.setattr(BSCLoss, "forward", wrapped)
+    return seen
+
+
 @pytest.mark.parametrize("k,apart", [(1, False), (2, False), (1, True)])
 def test_negatives_per_query_reach_the_loss(k, apart, tiny_bert, tmp_path, monkeypatch):
     """data.train_negatives_per_query=k from the command line: the loss sees every positive and k labelled
     negatives of each question (12 questions × 4 answers, one correct), in every epoch of a 2-epoch fit, and
     shuffle.keep_identical_apart decides whether a question's pairs share a batch."""
-    seen: list[tuple[int, int]] = []
+    seen = bsc_labels(monkeypatch)
     together: list[float] = []  # per epoch: share of questions whose kept pairs all sit in one batch
-    forward, order = BSCLoss.forward, ExampleShuffle.order
+    order = ExampleShuffle.order
 
     def ordered(self, table, *args, **kwargs):
         idx = order(self, table, *args, **kwargs)
@@ -178,14 +204,8 @@ def test_negatives_per_query_reach_the_loss(k, apart, tiny_bert, tmp_path, monke
         return idx
     monkeypatch.setattr(ExampleShuffle, "order", ordered)
 
-    def wrapped(self, q, a, labels=None, *args, **kwargs):
-        if self.training:
-            pos = int((labels > 0.5).sum())
-            seen.append((pos, len(labels) - pos))
-        return forward(self, q, a, labels, *args, **kwargs)
-    monkeypatch.setattr(BSCLoss, "forward", wrapped)
-    cfg = make_cfg(["experiment=recipe_ranking", f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32",
-                    "trainer=cpu", "trainer.max_epochs=2", "data.batch_size=8", "logger=csv", "export=false",
+    cfg = make_cfg(["experiment=recipe_ranking", "choose=null", f"encoder.name_or_path={tiny_bert}",
+                    "encoder.max_length=32", "trainer=cpu", "trainer.max_epochs=2", "data.batch_size=8", "logger=csv", "export=false",
                     f"data.cache_dir={tmp_path / 'cache'}", "shuffle.n_candidates=8",
                     f"shuffle.keep_identical_apart={str(apart).lower()}", "data.train_positives_only=false",
                     f"data.train_negatives_per_query={k}", *write_custom("ranking", tmp_path / "data")])
