@@ -183,15 +183,20 @@ part_ablation_ranking() {    # − hard negatives: the positives-only recipe (th
 
 part_cqa_full() {            # the recipe against its baselines on the full CQA training splits (no cut; max length 64):
                              # CQA-B (3,369 pairs), seeds 1-3, with MSE, triplet and positives-only (the paper's τ and
-                             # lr, random batches); CQA-A (7,060 pairs, ~25 min a run on a core), seeds 1-2,
-                             # against positives-only alone; round four's recipe (no interpolation) on CQA-A
-                             # (on CQA-B: dev_interpolate's α 1)
+                             # lr, random batches); CQA-A (7,060 pairs, ~25 min a run on a core), seeds 1-2 (positives
+                             # only 1-3), MSE seeds 1-2, triplet seed 1; round five's recipe ($r5: the hard-negative run
+                             # of round six's); round four's (no interpolation) on CQA-A (CQA-B: dev_interpolate's α 1)
   local full="data.limit_train=null data.limit_eval=null"
   run experiment=paper/losses experiment/paper/loss=symmetric task=cqa_a,cqa_b train=false seed=0 $full \
     hydra.sweep.dir="$out/cqa_full_zero_shot"   # the encoder as it is, on the full dev and test splits
   for l in mse triplet; do
     run experiment=paper/losses task=cqa_b experiment/paper/loss=$l seed=1,2,3 $full hydra.sweep.dir="$out/cqab_full_$l"
   done
+  run experiment=paper/losses task=cqa_a experiment/paper/loss=mse seed=1,2 $full checkpoint.keep=true \
+    hydra.sweep.dir="$out/cqaa_full_mse"   # checkpoints kept: probe_mse interpolates them
+  run experiment=paper/losses task=cqa_a experiment/paper/loss=triplet seed=1 $full hydra.sweep.dir="$out/cqaa_full_triplet"
+  run experiment=paper/shuffles task=cqa_a experiment/paper/shuffle=random data.train_positives_only=true seed=3 $full \
+    hydra.sweep.dir="$out/cqaa_full_positives_only"   # a third seed of that baseline
   for ts in cqa_b:1,2,3 cqa_a:1,2; do
     t=${ts%:*} s=${ts#*:}; name=${t/cqa_/cqa}
     run experiment=paper/shuffles task=$t experiment/paper/shuffle=random data.train_positives_only=true seed=$s $full \
@@ -199,6 +204,15 @@ part_cqa_full() {            # the recipe against its baselines on the full CQA 
     run $r5 task=$t encoder.max_length=64 seed=$s $full hydra.sweep.dir="$out/${name}_full_recipe"
   done
   run $r4 task=cqa_a encoder.max_length=64 seed=1,2 $full hydra.sweep.dir="$out/cqaa_full_round_four"
+}
+
+part_probe_mse() {           # the next step, not in the recipe: MSE on all labelled pairs at its dev-chosen α, as a
+                             # third `choose` variant (one seed each; full CQA-A: cqa_full's MSE runs, interpolated)
+  local full="data.limit_train=null data.limit_eval=null" a="interpolate=[0.5,0.7,0.85,1.0]"
+  run experiment=paper/losses task=wikiqa experiment/paper/loss=mse encoder.max_length=128 seed=0 $a \
+    hydra.sweep.dir="$out/probe_wikiqa_mse"
+  run experiment=paper/losses task=cqa_b experiment/paper/loss=mse seed=1 $full $a hydra.sweep.dir="$out/probe_cqab_full_mse"
+  python experiments/interpolate.py "$out/cqaa_full_mse" --alphas 0.5,0.7,0.85,1 --test
 }
 
 part_aggregate() {
@@ -210,5 +224,5 @@ part_aggregate() {
 
 parts=("$@")   # the default skips recipe_wikiqa and recipe_cqa: dev_interpolate and dev_choose ran those jobs
 [ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both dev_interpolate cqa_baselines cqa_full dev_choose
-  dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking aggregate)
+  dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking probe_mse aggregate)
 for p in "${parts[@]}"; do "part_$p"; done
