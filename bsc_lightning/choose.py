@@ -3,8 +3,8 @@
 ``choose: {name: {overrides}, ...}`` in the run config (the ranking recipe: its labelled hard negatives, or
 positives only in random batches, docs/results.md). Each variant is the run's config merged with its
 overrides (a nested mapping; ``{}``: the config as it is; a node whose ``_target_`` the overrides change is
-replaced, not merged, as a config group would be: ``shuffle: {_target_: ...RandomShuffle}``), trained, tested and exported as a run of its own in
-``<run dir>/choose/<name>``. The run's metrics.json is that of the variant with the best
+replaced, not merged, as a config group would be: ``shuffle: {_target_: ...RandomShuffle}``), trained, tested
+and exported as a run of its own in ``<run dir>/choose/<name>``. The run's metrics.json is that of the variant with the best
 ``dev/<task.main_metric>`` (the dev score of the weights it tested; ties: the first listed), plus
 ``choose/dev_<metric>@<name>`` of every variant and ``choose/<name>`` (1 for the chosen one, else 0: its mean
 over seeds is how often it was chosen); the chosen variant's encoder is copied to ``<run dir>/encoder``.
