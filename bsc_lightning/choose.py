@@ -4,8 +4,8 @@
 positives only in random batches, docs/results.md). Each variant is the run's config merged with its
 overrides (a nested mapping; ``{}``: the config as it is; a node whose ``_target_`` the overrides change is
 replaced, not merged, as a config group would be: ``shuffle: {_target_: ...RandomShuffle}``), trained, tested
-and exported as a run of its own in ``<run dir>/choose/<name>``. The run's metrics.json is that of the variant with the best
-``dev/<task.main_metric>`` (the dev score of the weights it tested; ties: the first listed), plus
+and exported as a run of its own in ``<run dir>/choose/<name>``. The run's metrics.json is that of the variant
+with the best ``dev/<task.main_metric>`` (the dev score of the weights it tested; ties: the first listed), plus
 ``choose/dev_<metric>@<name>`` of every variant and ``choose/<name>`` (1 for the chosen one, else 0: its mean
 over seeds is how often it was chosen); the chosen variant's encoder is copied to ``<run dir>/encoder``.
 Only dev scores are compared; each variant's own metrics.json holds its test scores, as any run's does.
@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from bsc_lightning.rundir import RunDirError, write_atomic
+from bsc_lightning.rundir import RunDirError, check_run_dir, write_atomic
 
 log = logging.getLogger(__name__)
 Train = Callable[[DictConfig, Path], dict[str, Any]]
@@ -88,9 +88,8 @@ def run_variants(cfg: DictConfig, out: Path, train: Train) -> dict[str, Any]:
     if resume and (out / "metrics.json").is_file():
         log.info("%s is finished; its metrics.json is kept", out)
         return json.loads((out / "metrics.json").read_text())
-    if not resume and any((out / p).exists() for p in ("metrics.json", "choose")):
-        raise RunDirError(f"{out} already holds a run (metrics.json or choose/): continue it with resume=true, or "
-                          "start a new one in another folder (hydra.run.dir=...)")
+    if not resume:
+        check_run_dir(out, None)  # never overwrite an earlier run
     key = f"dev/{cfg.task.main_metric}"
     results: dict[str, dict[str, Any]] = {}
     for name, sub in variants.items():

@@ -21,7 +21,8 @@ def check_run_dir(out: Path, resume: Any) -> Path | None:
     """
     last = out / "checkpoints" / "last.ckpt"
     if resume in (None, False):
-        earlier = [p.name for p in (out / "metrics.json", out / "checkpoints", out / "logs", out / "wandb")
+        earlier = [p.name for p in (out / "metrics.json", out / "checkpoints", out / "logs", out / "wandb",
+                                    out / "choose")  # choose: the variants of a run (bsc_lightning.choose)
                    if p.exists() and (p.is_file() or any(p.iterdir()))]
         if earlier:
             raise RunDirError(f"{out} already holds a run ({', '.join(earlier)}): continue it with resume=true, "
