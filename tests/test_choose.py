@@ -15,6 +15,8 @@ from test_recipes import bsc_labels, write_custom
 
 from bsc_lightning.choose import best_variant, run_variants, variant_configs
 from bsc_lightning.data.batching import ExampleShuffle, RandomShuffle
+from bsc_lightning.losses import MSELoss
+from bsc_lightning.module import BSCModule
 from bsc_lightning.run import RunDirError, train
 
 RANDOM = "bsc_lightning.data.batching.RandomShuffle"
@@ -116,10 +118,20 @@ def test_resume_keeps_finished_variants(tiny_bert, tmp_path):
         run_variants(choose_cfg(tiny_bert, tmp_path, "resume=x.ckpt"), tmp_path / "other", fake)
 
 
-def test_ranking_recipe_trains_both_variants_and_keeps_the_best_on_dev(tiny_bert, tmp_path, monkeypatch):
-    """The recipe's variants on a user's ranking files: hard negatives in their question's batches, or positives
-    only in random batches, each a full run (interpolation included) whose dev score decides."""
-    seen = bsc_labels(monkeypatch)  # (positives, negatives) per training batch
+def test_ranking_recipe_trains_its_variants_and_keeps_the_best_on_dev(tiny_bert, tmp_path, monkeypatch):
+    """The recipe's variants on a user's ranking files: hard negatives in their question's batches, positives only
+    in random batches, or MSE on every labelled pair in random batches, each a full run (interpolation included)
+    whose dev score decides."""
+    seen = bsc_labels(monkeypatch)  # (positives, negatives) per training batch of BSC
+    seen_mse = bsc_labels(monkeypatch, MSELoss)  # the same for MSE
+    lrs: list[float] = []  # the lr each variant's optimiser was built with
+    configure = BSCModule.configure_optimizers
+
+    def record_lr(self):
+        out = configure(self)
+        lrs.append((out["optimizer"] if isinstance(out, dict) else out[0][0]).defaults["lr"])
+        return out
+    monkeypatch.setattr(BSCModule, "configure_optimizers", record_lr)
     ordered: list[tuple[str, int]] = []  # (strategy, batches so far) at each epoch's order
     for cls in (ExampleShuffle, RandomShuffle):
         order = cls.order
@@ -131,14 +143,17 @@ def test_ranking_recipe_trains_both_variants_and_keeps_the_best_on_dev(tiny_bert
     cfg = make_cfg(["experiment=recipe_ranking", f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32",
                     "trainer=cpu", "data.batch_size=8", "logger=csv", "export=true", "shuffle.n_candidates=8",
                     f"data.cache_dir={tmp_path / 'cache'}", *write_custom("ranking", tmp_path / "data")])
-    assert list(cfg.choose) == ["hard_negatives", "positives_only"]
+    assert list(cfg.choose) == ["hard_negatives", "positives_only", "mse"]
     out = tmp_path / "run"
     metrics = train(cfg, out)
-    # hard negatives first: 12 questions × (1 positive + 3 negatives) = 6 batches of 8; then 12 positives
-    assert [o[0] for o in ordered] == ["ExampleShuffle", "RandomShuffle"]
+    # hard negatives first: 12 questions × (1 positive + 3 negatives) = 6 batches of 8; then 12 positives;
+    # then MSE on all 48 pairs
+    assert [o[0] for o in ordered] == ["ExampleShuffle", "RandomShuffle", "RandomShuffle"]
     first = ordered[1][1]
     assert sum(p for p, _ in seen[:first]) == 12 and sum(n for _, n in seen[:first]) == 36
     assert sum(p for p, _ in seen[first:]) == 12 and sum(n for _, n in seen[first:]) == 0
+    assert sum(p for p, _ in seen_mse) == 12 and sum(n for _, n in seen_mse) == 36 and len(seen_mse) == 6
+    assert lrs == [3e-5, 3e-5, 2e-5]
     runs = {n: json.loads((out / "choose" / n / "metrics.json").read_text()) for n in cfg.choose}
     dev = {n: m["dev/map"] for n, m in runs.items()}
     chosen = best_variant(dev)

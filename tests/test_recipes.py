@@ -64,12 +64,23 @@ def check_levers(cfg, kind: str) -> None:
     if kind != "ranking":
         assert cfg.choose is None
         return
-    # ranking: that run, or positives-only in-batch softmax in random batches, whichever has the better dev score
-    hard, positives = variant_configs(cfg).values()
+    # ranking: that run, positives-only in-batch softmax in random batches, or MSE on every labelled pair in random
+    # batches at lr 2e-5, whichever has the best dev score
+    variants = variant_configs(cfg)
+    assert list(variants) == ["hard_negatives", "positives_only", "mse"]
+    hard, positives, mse = variants.values()
     assert OmegaConf.to_container(hard) == {**OmegaConf.to_container(cfg), "choose": None}
     assert positives.data.train_positives_only is True and positives.data.train_negatives_per_query is None
     assert type(build(positives.shuffle, "shuffle")) is RandomShuffle
     assert positives.interpolate == cfg.interpolate and positives.loss == cfg.loss and positives.model == cfg.model
+    assert mse.data.train_positives_only is False and mse.data.train_negatives_per_query is None
+    assert OmegaConf.to_container(mse.loss) == {"_target_": "bsc_lightning.losses.MSELoss"}
+    assert type(build(mse.shuffle, "shuffle")) is RandomShuffle
+    assert mse.model.optimizer.lr == 2e-5 and cfg.model.optimizer.lr == 3e-5
+    assert mse.interpolate == cfg.interpolate and mse.encoder == cfg.encoder
+    mse_model, model = OmegaConf.to_container(mse.model), OmegaConf.to_container(cfg.model)
+    del mse_model["optimizer"]["lr"], model["optimizer"]["lr"]
+    assert mse_model == model  # only the lr differs
 
 
 @pytest.mark.parametrize("kind,task", [(k, t) for k in RECIPES for t in [*tasks_of(k), "custom"]])
@@ -173,17 +184,17 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
     assert ordered == [shuffle_cls.__name__] * epochs  # batches rebuilt once per epoch, by the recipe's strategy
 
 
-def bsc_labels(monkeypatch) -> list[tuple[int, int]]:
-    """(positives, labelled negatives) of every training batch that reaches the BSC loss."""
+def bsc_labels(monkeypatch, loss_cls: type = BSCLoss) -> list[tuple[int, int]]:
+    """(positives, labelled negatives) of every training batch that reaches the loss (BSC unless told)."""
     seen: list[tuple[int, int]] = []
-    forward = BSCLoss.forward
+    forward = loss_cls.forward
 
     def wrapped(self, q, a, labels=None, *args, **kwargs):
         if self.training:
             pos = int((labels > 0.5).sum())
             seen.append((pos, len(labels) - pos))
         return forward(self, q, a, labels, *args, **kwargs)
-    monkeypatch.setattr(BSCLoss, "forward", wrapped)
+    monkeypatch.setattr(loss_cls, "forward", wrapped)
     return seen
 
 
