@@ -21,8 +21,10 @@ run() { python -m bsc_lightning.run -m trainer=cpu logger=csv export=false check
 # four raised τ to 0.07 as well (part_dev_tau_lr_both, $r4); round five interpolated the best checkpoint with the
 # pretrained encoder at the α chosen on dev (part_dev_interpolate, $r5); round six kept, per run, that or
 # positives-only in-batch softmax in random batches, whichever had the better dev score (part_dev_choose), which
-# made experiment=recipe_ranking. Earlier rounds pin what the recipe has changed since, so they re-run what ran (of
-# two overrides of one key, the later wins: `$pos_recipe model.optimizer.lr=5e-5` runs at 5e-5).
+# made experiment=recipe_ranking; round seven added a third run, plain MSE on every labelled pair (part_recipe_*,
+# $r6 without it). Earlier rounds pin what the recipe has changed since, so they re-run what ran (of two overrides of
+# one key, the later wins: `$pos_recipe model.optimizer.lr=5e-5` runs at 5e-5).
+r6="experiment=recipe_ranking ~choose.mse"
 r5="experiment=recipe_ranking choose=null"
 r4="$r5 interpolate=null"
 r2="$r4 loss.temperature=0.05 model.optimizer.lr=2e-5"
@@ -123,8 +125,8 @@ part_dev_choose() {          # round six: round five's recipe ($r5) or positives
             interp_cqab_full:interp_cqab_full_positives_only cqaa_full_recipe:choose_cqaa_full_positives; do
     python experiments/choose.py hard_negatives="$out/${hp%:*}" positives_only="$out/${hp#*:}"
   done   # add --test to read test, after the choice
-  # the recipe itself (both runs and the choice in each job) on the CQA cut: the choice and numbers printed above
-  run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/recipe_cqa"
+  # round six's recipe itself (both runs and the choice in each job) on the CQA cut: the choice and numbers printed above
+  run $r6 task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/recipe_cqa"
 }
 part_dev_seeds() {           # seeds 1, 2 of the candidates one seed could not separate: the choice is the best
                              # dev mean over seeds 0-2 (CQA: 1-3); seed 0 is the dev sweeps' job
@@ -163,13 +165,18 @@ part_equal_budget_peer() {     # sentence-transformers (experiments/peer.py) at 
       --seed $s --out "$out/peer_mrpc_mse3/seed$s"
   done
 }
-part_recipe_wikiqa() {       # = dev_choose's choice between interp_wikiqa and choose_wikiqa_positives
-  run experiment=recipe_ranking task=wikiqa seed="$seeds" hydra.sweep.dir="$out/recipe_wikiqa"
+# The ranking recipe as a user runs it (round seven: its three runs and the dev choice in each job; metrics.json
+# holds the kept run's scores, choose/<run> and choose/dev_map@<run>: aggregate.py --metrics shows them)
+part_recipe_wikiqa() {
+  run experiment=recipe_ranking task=wikiqa seed="$seeds" hydra.sweep.dir="$out/r7_wikiqa"
 }
-part_recipe_cqa() {          # = dev_choose's last line: the recipe as a user runs it (its τ and lr) on the CQA cut, seeds of
-                             # paper_cpu.sh
-  run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa \
-    hydra.sweep.dir="$out/recipe_cqa"
+part_recipe_cqa() {          # the CQA cut, seeds of paper_cpu.sh
+  run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/r7_cqa_cut"
+}
+part_recipe_cqa_full() {     # CQA's full training splits (cqa_full's protocol)
+  local full="data.limit_train=null data.limit_eval=null"
+  run experiment=recipe_ranking task=cqa_a encoder.max_length=64 seed=1,2,3 $full hydra.sweep.dir="$out/r7_cqaa_full"
+  run experiment=recipe_ranking task=cqa_b encoder.max_length=64 seed=1,2,3 $full hydra.sweep.dir="$out/r7_cqab_full"
 }
 part_ablation_ranking() {    # − hard negatives: the positives-only recipe (the ranking recipe before the hard negatives)
   run $pos_recipe task=wikiqa seed="$seeds" hydra.sweep.dir="$out/pos_recipe_wikiqa"
@@ -222,7 +229,8 @@ part_aggregate() {
   done
 }
 
-parts=("$@")   # the default skips recipe_wikiqa and recipe_cqa: dev_interpolate and dev_choose ran those jobs
+parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both dev_interpolate cqa_baselines cqa_full dev_choose
-  dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking probe_mse aggregate)
+  dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking probe_mse recipe_wikiqa recipe_cqa
+  recipe_cqa_full aggregate)
 for p in "${parts[@]}"; do "part_$p"; done
