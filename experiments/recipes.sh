@@ -190,18 +190,18 @@ part_ablation_ranking() {    # − hard negatives: the positives-only recipe (th
 
 part_cqa_full() {            # the recipe against its baselines on the full CQA training splits (no cut; max length 64):
                              # CQA-B (3,369 pairs), seeds 1-3, with MSE, triplet and positives-only (the paper's τ and
-                             # lr, random batches); CQA-A (7,060 pairs, ~25 min a run on a core), seeds 1-2 (positives
-                             # only 1-3), MSE seeds 1-2, triplet seed 1; round five's recipe ($r5: the hard-negative run
-                             # of round six's); round four's (no interpolation) on CQA-A (CQA-B: dev_interpolate's α 1)
+                             # lr, random batches); CQA-A (7,060 pairs, ~10 min a run on a core), seeds 1-2 (positives
+                             # only, MSE and triplet 1-3); round five's recipe ($r5: the hard-negative run of round six's);
+                             # round four's (no interpolation) on CQA-A (CQA-B: dev_interpolate's α 1)
   local full="data.limit_train=null data.limit_eval=null"
   run experiment=paper/losses experiment/paper/loss=symmetric task=cqa_a,cqa_b train=false seed=0 $full \
     hydra.sweep.dir="$out/cqa_full_zero_shot"   # the encoder as it is, on the full dev and test splits
   for l in mse triplet; do
     run experiment=paper/losses task=cqa_b experiment/paper/loss=$l seed=1,2,3 $full hydra.sweep.dir="$out/cqab_full_$l"
   done
-  run experiment=paper/losses task=cqa_a experiment/paper/loss=mse seed=1,2 $full checkpoint.keep=true \
+  run experiment=paper/losses task=cqa_a experiment/paper/loss=mse seed=1,2,3 $full checkpoint.keep=true \
     hydra.sweep.dir="$out/cqaa_full_mse"   # checkpoints kept: probe_mse interpolates them
-  run experiment=paper/losses task=cqa_a experiment/paper/loss=triplet seed=1 $full hydra.sweep.dir="$out/cqaa_full_triplet"
+  run experiment=paper/losses task=cqa_a experiment/paper/loss=triplet seed=1,2,3 $full hydra.sweep.dir="$out/cqaa_full_triplet"
   run experiment=paper/shuffles task=cqa_a experiment/paper/shuffle=random data.train_positives_only=true seed=3 $full \
     hydra.sweep.dir="$out/cqaa_full_positives_only"   # a third seed of that baseline
   for ts in cqa_b:1,2,3 cqa_a:1,2; do
