@@ -30,6 +30,7 @@ from bsc_lightning.evaluation import (
     split_metrics,
     weights_fingerprint,
 )
+from bsc_lightning.losses import ComboLoss, CoSENTLoss, MSELoss
 from bsc_lightning.losses.cached import all_reduce_grads, cached_loss_backward
 from bsc_lightning.metrics import task_metrics
 
@@ -101,6 +102,15 @@ class BSCModule(L.LightningModule):
         if self.cache_chunk_size is not None and str(self.trainer.precision).startswith("16"):
             raise ValueError("model.cache_chunk_size with trainer.precision=16-mixed is not supported (the "
                              "gradient cache bypasses the loss scaler): use bf16-mixed or 32-true")
+        # A file of positives alone (no labelled negatives) is fine for BSC, but losses that learn from the labels'
+        # values or order then learn nothing useful: say so before the run spends its time (recipe_ranking's mse run).
+        dm = getattr(self.trainer, "datamodule", None)
+        if isinstance(self.loss, (MSELoss, ComboLoss, CoSENTLoss)) and getattr(dm, "task", None) is not None:
+            label = dm.train_table.label                                       # (N,)
+            if len(label) and bool((label == label[0]).all()) and self.trainer.is_global_zero:
+                log.warning("every training label is %g: %s learns from labelled differences, so it only moves "
+                            "every cosine towards %g (a file without labelled negatives?)", label[0],
+                            type(self.loss).__name__, label[0])
 
     def _split(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         emb = self.encoder(batch["chunks"])  # (2B, d)

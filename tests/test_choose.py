@@ -11,12 +11,11 @@ import pytest
 from fixtures import make_cfg
 from omegaconf import OmegaConf
 from test_lifecycle import overrides
-from test_recipes import bsc_labels, write_custom
+from test_recipes import bsc_labels, optimizer_lrs, write_custom
 
 from bsc_lightning.choose import best_variant, run_variants, variant_configs
 from bsc_lightning.data.batching import ExampleShuffle, RandomShuffle
 from bsc_lightning.losses import MSELoss
-from bsc_lightning.module import BSCModule
 from bsc_lightning.run import RunDirError, train
 
 RANDOM = "bsc_lightning.data.batching.RandomShuffle"
@@ -124,14 +123,7 @@ def test_ranking_recipe_trains_its_variants_and_keeps_the_best_on_dev(tiny_bert,
     whose dev score decides."""
     seen = bsc_labels(monkeypatch)  # (positives, negatives) per training batch of BSC
     seen_mse = bsc_labels(monkeypatch, MSELoss)  # the same for MSE
-    lrs: list[float] = []  # the lr each variant's optimiser was built with
-    configure = BSCModule.configure_optimizers
-
-    def record_lr(self):
-        out = configure(self)
-        lrs.append((out["optimizer"] if isinstance(out, dict) else out[0][0]).defaults["lr"])
-        return out
-    monkeypatch.setattr(BSCModule, "configure_optimizers", record_lr)
+    lrs = optimizer_lrs(monkeypatch)  # per variant's optimiser, per parameter group
     ordered: list[tuple[str, int]] = []  # (strategy, batches so far) at each epoch's order
     for cls in (ExampleShuffle, RandomShuffle):
         order = cls.order
@@ -153,7 +145,7 @@ def test_ranking_recipe_trains_its_variants_and_keeps_the_best_on_dev(tiny_bert,
     assert sum(p for p, _ in seen[:first]) == 12 and sum(n for _, n in seen[:first]) == 36
     assert sum(p for p, _ in seen[first:]) == 12 and sum(n for _, n in seen[first:]) == 0
     assert sum(p for p, _ in seen_mse) == 12 and sum(n for _, n in seen_mse) == 36 and len(seen_mse) == 6
-    assert lrs == [3e-5, 3e-5, 2e-5]
+    assert lrs == [[3e-5, 3e-5], [3e-5, 3e-5], [2e-5, 2e-5]]
     runs = {n: json.loads((out / "choose" / n / "metrics.json").read_text()) for n in cfg.choose}
     dev = {n: m["dev/map"] for n, m in runs.items()}
     chosen = best_variant(dev)

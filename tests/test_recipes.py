@@ -5,6 +5,7 @@ loss (labelled negatives or positives only, for how many epochs), and which stra
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -140,14 +141,7 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
 
     for cls in (BSCLoss, MSELoss):
         spy(cls)
-    lrs: list[float] = []  # initial lr of each encoder parameter group, as the optimiser got it
-    configure = BSCModule.configure_optimizers
-
-    def opt_spy(self):
-        out = configure(self)
-        lrs.extend(g["initial_lr"] for g in out["optimizer"].param_groups)
-        return out
-    monkeypatch.setattr(BSCModule, "configure_optimizers", opt_spy)
+    lrs = optimizer_lrs(monkeypatch)
     ordered: list[str] = []
     for cls in (ExampleShuffle, RandomShuffle):
         order = cls.order
@@ -173,7 +167,7 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
     else:
         assert not any(k.startswith("interpolate/") for k in metrics)
     loss_cls, shuffle_cls, positives_only, _, epochs, lr = LEVERS[kind]
-    assert lrs == [lr, lr]  # the recipe's lr reaches both encoder groups of the optimiser
+    assert lrs == [[lr, lr]]  # the recipe's lr reaches both encoder groups of the optimiser
     assert {s[0] for s in seen} == {loss_cls.__name__}
     positives = sum(s[1] for s in seen if s[0] == loss_cls.__name__)
     negatives = sum(s[2] for s in seen if s[0] == loss_cls.__name__)
@@ -182,6 +176,19 @@ def test_recipe_tiny_fit_on_custom_files(kind, tiny_bert, tmp_path, monkeypatch)
     if not positives_only:  # every epoch trains on all 48 pairs: 6 batches of 8 per epoch
         assert len(seen) == 6 * epochs and positives + negatives == 48 * epochs
     assert ordered == [shuffle_cls.__name__] * epochs  # batches rebuilt once per epoch, by the recipe's strategy
+
+
+def optimizer_lrs(monkeypatch) -> list[list[float]]:
+    """Per optimiser built: the initial lr of each parameter group, as the optimiser got it."""
+    lrs: list[list[float]] = []
+    configure = BSCModule.configure_optimizers
+
+    def spy(self):
+        out = configure(self)
+        lrs.append([g["initial_lr"] for g in out["optimizer"].param_groups])
+        return out
+    monkeypatch.setattr(BSCModule, "configure_optimizers", spy)
+    return lrs
 
 
 def bsc_labels(monkeypatch, loss_cls: type = BSCLoss) -> list[tuple[int, int]]:
@@ -226,3 +233,19 @@ def test_negatives_per_query_reach_the_loss(k, apart, tiny_bert, tmp_path, monke
     # pairs, four questions per group of 8 = batch); apart, a question's pairs go to different groups.
     assert len(together) == 2
     assert all(t <= 0.2 for t in together) if apart else all(t >= (1.0 if k == 1 else 0.4) for t in together)
+
+
+@pytest.mark.parametrize("positives_only", [True, False])
+def test_mse_on_a_file_without_negatives_warns(positives_only, tiny_bert, tmp_path, caplog):
+    """recipe_ranking's mse run on a user's file of positives alone: every label is 1, so the run says so (once)
+    before training; with labelled negatives it stays quiet."""
+    cfg = make_cfg(["loss=mse", f"data.train_positives_only={str(positives_only).lower()}",
+                    f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32", "trainer=cpu", "data.batch_size=8",
+                    "logger=csv", "export=false", f"data.cache_dir={tmp_path / 'cache'}",
+                    *write_custom("ranking", tmp_path / "data")])
+    with caplog.at_level(logging.WARNING, logger="bsc_lightning.module"):
+        train(cfg, tmp_path / "run")
+    warned = [r.getMessage() for r in caplog.records if "every training label is" in r.getMessage()]
+    message = ("every training label is 1: MSELoss learns from labelled differences, so it only moves every "
+               "cosine towards 1 (a file without labelled negatives?)")
+    assert warned == ([message] if positives_only else [])
