@@ -107,6 +107,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         except ValueError as err:
             results["unequal"] = str(err)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+        # Neither rank tears down its gloo pairs while the other may still use them: a peer that closed first made
+        # the other abort in C++ now and then (SIGABRT, "terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
