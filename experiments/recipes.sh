@@ -199,8 +199,7 @@ part_cqa_full() {            # the recipe against its baselines on the full CQA 
   for l in mse triplet; do
     run experiment=paper/losses task=cqa_b experiment/paper/loss=$l seed=1,2,3 $full hydra.sweep.dir="$out/cqab_full_$l"
   done
-  run experiment=paper/losses task=cqa_a experiment/paper/loss=mse seed=1,2,3 $full checkpoint.keep=true \
-    hydra.sweep.dir="$out/cqaa_full_mse"   # checkpoints kept: probe_mse interpolates them
+  run experiment=paper/losses task=cqa_a experiment/paper/loss=mse seed=1,2,3 $full hydra.sweep.dir="$out/cqaa_full_mse"
   run experiment=paper/losses task=cqa_a experiment/paper/loss=triplet seed=1,2,3 $full hydra.sweep.dir="$out/cqaa_full_triplet"
   run experiment=paper/shuffles task=cqa_a experiment/paper/shuffle=random data.train_positives_only=true seed=3 $full \
     hydra.sweep.dir="$out/cqaa_full_positives_only"   # a third seed of that baseline
@@ -213,15 +212,6 @@ part_cqa_full() {            # the recipe against its baselines on the full CQA 
   run $r4 task=cqa_a encoder.max_length=64 seed=1,2 $full hydra.sweep.dir="$out/cqaa_full_round_four"
 }
 
-part_probe_mse() {           # the next step, not in the recipe: MSE on all labelled pairs at its dev-chosen α, as a
-                             # third `choose` variant (one seed each; full CQA-A: cqa_full's MSE runs, interpolated)
-  local full="data.limit_train=null data.limit_eval=null" a="interpolate=[0.5,0.7,0.85,1.0]"
-  run experiment=paper/losses task=wikiqa experiment/paper/loss=mse encoder.max_length=128 seed=0 $a \
-    hydra.sweep.dir="$out/probe_wikiqa_mse"
-  run experiment=paper/losses task=cqa_b experiment/paper/loss=mse seed=1 $full $a hydra.sweep.dir="$out/probe_cqab_full_mse"
-  python experiments/interpolate.py "$out/cqaa_full_mse" --alphas 0.5,0.7,0.85,1 --test
-}
-
 part_aggregate() {
   for d in "$out"/*/; do
     name=$(basename "$d"); [ "$name" = results ] && continue
@@ -231,6 +221,6 @@ part_aggregate() {
 
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both dev_interpolate cqa_baselines cqa_full dev_choose
-  dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking probe_mse recipe_wikiqa recipe_cqa
+  dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking recipe_wikiqa recipe_cqa
   recipe_cqa_full aggregate)
 for p in "${parts[@]}"; do "part_$p"; done
