@@ -7,7 +7,8 @@ replaced, not merged, as a config group would be: ``shuffle: {_target_: ...Rando
 and exported as a run of its own in ``<run dir>/choose/<name>``. The run's metrics.json is that of the variant
 with the best ``dev/<task.main_metric>`` (the dev score of the weights it tested; ties: the first listed), plus
 ``choose/dev_<metric>@<name>`` of every variant and ``choose/<name>`` (1 for the chosen one, else 0: its mean
-over seeds is how often it was chosen); the chosen variant's encoder is copied to ``<run dir>/encoder``.
+over seeds is how often it was chosen); the chosen variant's encoder and pair scores are copied to
+``<run dir>/encoder`` and ``<run dir>/scores``.
 Only dev scores are compared; each variant's own metrics.json holds its test scores, as any run's does.
 ``resume=true`` keeps the variants that finished and continues the one that was interrupted.
 """
@@ -105,9 +106,9 @@ def run_variants(cfg: DictConfig, out: Path, train: Train) -> dict[str, Any]:
                **{f"choose/dev_{cfg.task.main_metric}@{n}": v for n, v in scores.items()}}
     if rank_zero_only.rank == 0:
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        encoder = out / "choose" / chosen / "encoder"
-        if encoder.is_dir():
-            shutil.rmtree(out / "encoder", ignore_errors=True)
-            shutil.copytree(encoder, out / "encoder")
+        for kept in ("encoder", "scores"):
+            if (out / "choose" / chosen / kept).is_dir():
+                shutil.rmtree(out / kept, ignore_errors=True)
+                shutil.copytree(out / "choose" / chosen / kept, out / kept)
         write_atomic(out / "metrics.json", json.dumps(dict(sorted(metrics.items())), indent=2))  # last: finished
     return metrics

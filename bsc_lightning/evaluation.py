@@ -159,12 +159,10 @@ def pair_scores(emb: Tensor, a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> 
     return F.cosine_similarity(emb[a].float(), emb[b].float(), dim=-1)
 
 
-def split_metrics(task_type: str, table: PairTable, emb: Tensor, present: Tensor | None = None, *,
-                  positive_threshold: float = 0.5, threshold: float | None = None) -> dict[str, float]:
-    """The task's metrics of a split from the embeddings of its texts (``emb`` rows = ``table.texts`` ids).
-
-    Pairs with a text that was not embedded (``present`` False: e.g. ``limit_val_batches``) are left out.
-    """
+def split_scores(table: PairTable, emb: Tensor, present: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(scores, labels, qids)`` of a split's pairs from the embeddings of its texts (``emb`` rows =
+    ``table.texts`` ids), each (N,) on CPU. Pairs with a text that was not embedded (``present`` False: e.g.
+    ``limit_val_batches``) are left out."""
     a, b, y, q = table.a, table.b, table.label, table.qid
     if present is not None:
         ok = present.cpu().numpy()
@@ -173,9 +171,14 @@ def split_metrics(task_type: str, table: PairTable, emb: Tensor, present: Tensor
             log.warning("%s: %d of %d pairs have a text that was not embedded; left out of the metrics",
                         table.name or "split", int((~keep).sum()), len(keep))
             a, b, y, q = a[keep], b[keep], y[keep], q[keep]
-    s = pair_scores(emb, a, b).cpu()
-    return task_metrics(task_type, s, torch.from_numpy(y), torch.from_numpy(q),
-                        positive_threshold=positive_threshold, threshold=threshold)
+    return pair_scores(emb, a, b).cpu(), torch.from_numpy(y), torch.from_numpy(q)
+
+
+def split_metrics(task_type: str, table: PairTable, emb: Tensor, present: Tensor | None = None, *,
+                  positive_threshold: float = 0.5, threshold: float | None = None) -> dict[str, float]:
+    """The task's metrics of a split from the embeddings of its texts (:func:`split_scores`)."""
+    s, y, q = split_scores(table, emb, present)
+    return task_metrics(task_type, s, y, q, positive_threshold=positive_threshold, threshold=threshold)
 
 
 # ------------------------------------------------------------------------------------ pool retrieval

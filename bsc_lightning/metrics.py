@@ -73,9 +73,15 @@ def classification_metrics(scores: Any, labels: Any, threshold: float | None = N
             "ap": ap, "threshold": float(threshold)}
 
 
+def _per_query(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    return values  # torchmetrics' `aggregation`: keep one value per query
+
+
 def ranking_metrics(scores: Any, labels: Any, qids: Any, positive_threshold: float = 0.5,
-                    ks: Sequence[int] = (1, 5, 50)) -> dict[str, float]:
-    """Per-query ranking metrics averaged over queries (grouped by ``qids``).
+                    ks: Sequence[int] = (1, 5, 50), per_query: bool = False) -> dict[str, Any]:
+    """Per-query ranking metrics averaged over queries (grouped by ``qids``); ``per_query=True``: not
+    averaged, an array per metric with one value per query that has a positive, in increasing qid order (the
+    same computation, ties included: their mean is the averaged metric).
 
     Binary relevance is ``label > positive_threshold`` (MAP, MRR, P@1, HasPositive@k = fraction of queries
     with a positive among their top k); nDCG@1 uses the graded label as gain. Queries without any positive
@@ -91,16 +97,18 @@ def ranking_metrics(scores: Any, labels: Any, qids: Any, positive_threshold: flo
         keep = torch.bincount(q, weights=rel.double())[q] > 0
         s, g, q, rel = s[keep], g[keep], q[keep], rel[keep]
     if s.numel() == 0:
-        return dict.fromkeys(names, 0.0)
+        return {n: np.zeros(0) for n in names} if per_query else dict.fromkeys(names, 0.0)
     # torchmetrics' retrieval AP / RR / precision count a relevant item as irrelevant when its pred is <= 0
     # (``torch.where(preds > 0, target, 0)``), which breaks on cosines; an order-preserving shift avoids it.
     s = s - s.min() + 1.0
-    metrics = [RetrievalMAP(), RetrievalMRR(), RetrievalPrecision(top_k=1), RetrievalNormalizedDCG(top_k=1),
-               *(RetrievalHitRate(top_k=k) for k in ks)]
+    agg: dict[str, Any] = {"aggregation": _per_query} if per_query else {}
+    metrics = [RetrievalMAP(**agg), RetrievalMRR(**agg), RetrievalPrecision(top_k=1, **agg),
+               RetrievalNormalizedDCG(top_k=1, **agg), *(RetrievalHitRate(top_k=k, **agg) for k in ks)]
     out = {}
     for name, m in zip(names, metrics):
         target = g.clamp_min(0) if name == "ndcg@1" else rel
-        out[name] = float(m(s, target, indexes=q))
+        v = m(s, target, indexes=q)
+        out[name] = v.numpy().astype(np.float64) if per_query else float(v)
     return out
 
 

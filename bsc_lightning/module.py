@@ -27,7 +27,7 @@ from bsc_lightning.evaluation import (
     EvalTexts,
     gather_rows,
     pool_split_metrics,
-    split_metrics,
+    split_scores,
     weights_fingerprint,
 )
 from bsc_lightning.losses import ComboLoss, CoSENTLoss, MSELoss
@@ -95,6 +95,7 @@ class BSCModule(L.LightningModule):
         self._pool_cache: tuple[Any, Tensor, Tensor] | None = None
         self._pool_key: Any = None
         self.test_results: dict[str, float] = {}
+        self.eval_scores: list[tuple[Tensor, Tensor, Tensor] | None] = []  # the last evaluation's pair scores
         self.stage = "stage1"   # which stage of a sequential run this module trains (saved in checkpoints)
 
     # ------------------------------------------------------------------------------- training
@@ -255,19 +256,21 @@ class BSCModule(L.LightningModule):
         """Metrics of every eval loader, in order; with ``thresholds`` the first loader's (dev)
         classification threshold is applied to the later ones (test)."""
         out: list[dict[str, float]] = []
+        self.eval_scores = []  # (scores, labels, qids) per loader, for scores/<split>.tsv; None for a pool split
         pool_emb = pool_present = None
         for idx, ds in enumerate(self._eval_sets(stage)):
             threshold = out[0].get("threshold") if thresholds and out else None
-            if not isinstance(ds, EvalTexts):  # a loader of pair batches: the pairwise path
-                s, y, q = self._collect(idx)
+            if not isinstance(ds, EvalTexts) or ds.pool is None:
+                if isinstance(ds, EvalTexts):
+                    s, y, q = split_scores(ds.table, *self._gather((idx, SPLIT), len(ds.table.texts)))
+                else:  # a loader of pair batches: the pairwise path
+                    s, y, q = self._collect(idx)
+                self.eval_scores.append((s, y, q))
                 out.append(task_metrics(self.task_type, s, y, q, positive_threshold=self.positive_threshold,
                                         threshold=threshold))
                 continue
+            self.eval_scores.append(None)
             emb, present = self._gather((idx, SPLIT), len(ds.table.texts))
-            if ds.pool is None:
-                out.append(split_metrics(self.task_type, ds.table, emb, present,
-                                         positive_threshold=self.positive_threshold, threshold=threshold))
-                continue
             if ds.with_pool or pool_emb is None:  # the pool is embedded once per evaluation (first loader)
                 pool_emb, pool_present = self._pool_embeddings(idx, len(ds.pool))
             out.append(pool_split_metrics(ds.table, ds.pool, emb, present, pool_emb, pool_present,

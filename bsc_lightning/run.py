@@ -37,6 +37,7 @@ from bsc_lightning.interpolation import check_alphas, choose_alpha, snapshot
 from bsc_lightning.loggers import BatchStatsLogger, RankLogFile, finish_loggers
 from bsc_lightning.module import BSCModule
 from bsc_lightning.rundir import RunDirError, best_score, check_run_dir, encoder_state, stage_of, write_atomic
+from bsc_lightning.significance import write_scores
 
 log = logging.getLogger(__name__)
 __all__ = ["CONF_DIR", "ConfigError", "RunDirError", "build", "main", "objective_key", "settings_name", "train"]
@@ -348,6 +349,9 @@ def finish(cfg: DictConfig, out: Path, trainer: L.Trainer, module: BSCModule, dm
         if cfg.export and tokenizer is not None:
             encoder_dir = out / "encoder"
             export_encoder(module.encoder, tokenizer, encoder_dir, module.encoder.max_length)
+        for split, scored in zip(("dev", "test"), module.eval_scores):  # for bsc_lightning.significance
+            if scored is not None:
+                write_scores(out / "scores", split, *scored)
         # last: a metrics.json marks a finished run
         write_atomic(out / "metrics.json", json.dumps(dict(sorted(metrics.items())), indent=2))
         log.info("metrics: %s", json.dumps(metrics))

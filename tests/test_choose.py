@@ -16,7 +16,9 @@ from test_recipes import bsc_labels, optimizer_lrs, write_custom
 from bsc_lightning.choose import best_variant, run_variants, variant_configs
 from bsc_lightning.data.batching import ExampleShuffle, RandomShuffle
 from bsc_lightning.losses import MSELoss
+from bsc_lightning.metrics import ranking_metrics
 from bsc_lightning.run import RunDirError, train
+from bsc_lightning.significance import read_scores
 
 RANDOM = "bsc_lightning.data.batching.RandomShuffle"
 
@@ -75,6 +77,8 @@ class FakeTrain:
         metrics = {"dev/f1": dev, "test/f1": test}
         (out / "encoder").mkdir(parents=True)
         (out / "encoder" / "which").write_text(out.name)
+        (out / "scores").mkdir()
+        (out / "scores" / "test.tsv").write_text(out.name)
         (out / "metrics.json").write_text(json.dumps(metrics))
         return metrics
 
@@ -94,6 +98,7 @@ def test_the_choice_reads_dev_scores_only(tiny_bert, tmp_path):
     assert (metrics["choose/dev_f1@a"], metrics["choose/dev_f1@c"]) == (0.5, 0.55)
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert (out / "encoder" / "which").read_text() == "b"  # the chosen variant's encoder is the run's
+    assert (out / "scores" / "test.tsv").read_text() == "b"  # and so are its pair scores
     assert OmegaConf.load(out / "config.yaml").choose.b.seed == 5
 
 
@@ -155,6 +160,11 @@ def test_ranking_recipe_trains_its_variants_and_keeps_the_best_on_dev(tiny_bert,
     assert all("interpolate/alpha" in m for m in runs.values())
     assert (out / "encoder" / "config.json").read_bytes() == (out / "choose" / chosen / "encoder" /
                                                               "config.json").read_bytes()
+    for split in ("dev", "test"):  # the kept run's pair scores, of the weights it tested (interpolated)
+        assert (out / "scores" / f"{split}.tsv").read_bytes() == (out / "choose" / chosen / "scores" /
+                                                                 f"{split}.tsv").read_bytes()
+        q, y, s = read_scores(out, split)
+        assert ranking_metrics(s, y, q)["map"] == pytest.approx(metrics[f"{split}/map"], abs=1e-6)
     assert OmegaConf.load(out / "choose" / "positives_only" / "config.yaml").data.train_positives_only is True
 
 

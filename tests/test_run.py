@@ -12,7 +12,9 @@ import pytest
 from fixtures import make_cfg
 
 from bsc_lightning.data.tasks import DataError
+from bsc_lightning.metrics import task_metrics
 from bsc_lightning.run import train
+from bsc_lightning.significance import read_scores
 
 __all__ = ["make_cfg"]  # test_ddp_run and test_wiring compose configs through this module too
 
@@ -84,6 +86,13 @@ def check_fit(cfg, out: Path, task: str, wandb: bool = False) -> None:
             assert f"{split}/{k}" in saved, (split, k, sorted(saved))
     if "threshold" in KEYS[task]:  # the test split uses the dev-chosen threshold unchanged
         assert saved["test/threshold"] == saved["dev/threshold"]
+    for split in ("dev", "test"):  # the pair scores it was tested on (scores/) give its metrics back
+        q, y, s = read_scores(out, split)
+        assert 0 < len(q) <= 40  # data.limit_eval=40 of base
+        again = task_metrics(cfg.task.type, s, y, q, positive_threshold=cfg.task.positive_threshold,
+                             threshold=saved["dev/threshold"] if split == "test" and "threshold" in KEYS[task] else None)
+        for k in KEYS[task]:
+            assert again[k] == pytest.approx(saved[f"{split}/{k}"], abs=1e-6), (split, k)
     assert (out / "checkpoints" / "stage1-best.ckpt").is_file()
     assert (out / "config.yaml").is_file()
     if not wandb:
