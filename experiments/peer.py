@@ -26,7 +26,7 @@ Scores: cosines of ``model.encode`` embeddings, scored by ``bsc_lightning.metric
 classification, the threshold chosen on dev is applied to test, as BSCModule does. ``--zero-shot``
 skips training.
 Output in --out: metrics.json (dev/<m>, test/<m>), peer.json (arguments, versions, training facts),
-scores.npz (dev/test pair scores), and config.yaml plus .hydra/overrides.yaml. The last two are what
+scores/dev.tsv and scores/test.tsv (the pair scores, as our runs write them), and config.yaml plus .hydra/overrides.yaml. The last two are what
 experiments/aggregate.py reads; peer jobs form their own setting there (framework=sentence-transformers).
 """
 from __future__ import annotations
@@ -51,6 +51,7 @@ from bsc_lightning.data.tasks import DataError, Task, cut_splits, load_task, req
 from bsc_lightning.encoder import EMBEDDED_MINILM, resolve_model_path
 from bsc_lightning.evaluation import pair_scores
 from bsc_lightning.metrics import task_metrics
+from bsc_lightning.significance import write_scores
 
 LOSSES = {"mse": "CosineSimilarityLoss", "cosent": "CoSENTLoss", "symmetric": "MultipleNegativesRankingLoss"}
 EVAL_BATCH = 256
@@ -156,10 +157,11 @@ def hard_negative_columns(table: Any, threshold: float, k: int, seed: int) -> di
     return {f"negative_{j + 1}": [table.texts[r[j]] for r in rows] for j in range(k)}
 
 
-def evaluate(model: Any, task: Task) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """dev/ and test/ metrics plus the pair scores. Dev comes first: its classification threshold is applied to test."""
+def evaluate(model: Any, task: Task) -> tuple[dict[str, float], dict[str, tuple[torch.Tensor, ...]]]:
+    """dev/ and test/ metrics plus ``(scores, labels, qids)`` per split. Dev comes first: its classification
+    threshold is applied to test."""
     metrics: dict[str, float] = {}
-    scores: dict[str, np.ndarray] = {}
+    scores: dict[str, tuple[torch.Tensor, ...]] = {}
     threshold = None
     for split in ("dev", "test"):
         t = task.splits[split]
@@ -171,7 +173,7 @@ def evaluate(model: Any, task: Task) -> tuple[dict[str, float], dict[str, np.nda
                          positive_threshold=task.positive_threshold, threshold=threshold)
         threshold = m.get("threshold") if threshold is None else threshold
         metrics.update({f"{split}/{k}": float(v) for k, v in m.items()})
-        scores[split] = s.numpy()
+        scores[split] = (s, torch.from_numpy(t.label), torch.from_numpy(t.qid))
     return metrics, scores
 
 
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     (args.out / ".hydra").mkdir(exist_ok=True)
     (args.out / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     (args.out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    np.savez(args.out / "scores.npz", **scores)
+    for split, scored in scores.items():  # our runs' format: bsc_lightning.significance compares both
+        write_scores(args.out / "scores", split, *scored)
     peer = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "sentence_transformers": sentence_transformers.__version__, "torch": torch.__version__,
             "model_path": resolve_model_path(args.model), "dev_threshold": metrics.get("dev/threshold"),

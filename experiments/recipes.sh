@@ -178,6 +178,37 @@ part_recipe_cqa_full() {     # CQA's full training splits (cqa_full's protocol)
   run experiment=recipe_ranking task=cqa_a encoder.max_length=64 seed=1,2,3 $full hydra.sweep.dir="$out/r7_cqaa_full"
   run experiment=recipe_ranking task=cqa_b encoder.max_length=64 seed=1,2,3 $full hydra.sweep.dir="$out/r7_cqab_full"
 }
+part_significance_cqa() {    # the CQA-A cut again, runs that keep their pair scores (scores/): is the recipe behind
+                             # positives-only in-batch softmax there, or within what its 50 test questions can tell
+                             # apart? Paired bootstrap over questions (bsc_lightning.significance), test read once
+  local d="$out/sig_cqaa_cut"
+  run experiment=recipe_ranking task=cqa_a encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$d/recipe"
+  run experiment=paper/shuffles task=cqa_a experiment/paper/shuffle=random data.train_positives_only=true \
+    seed=1,2,3 $cqa hydra.sweep.dir="$d/positives_only"   # cqa_baselines' row: the paper's τ and lr
+  for l in mse triplet; do
+    run experiment=paper/losses task=cqa_a experiment/paper/loss=$l seed=1,2,3 $cqa hydra.sweep.dir="$d/$l"
+  done
+  run experiment=paper/losses experiment/paper/loss=symmetric task=cqa_a train=false seed=0 $cqa \
+    hydra.sweep.dir="$d/zero_shot"
+  for b in positives_only mse triplet zero_shot; do
+    python -m bsc_lightning.significance "$d"/recipe/*/ --vs "$d/$b"/*/
+  done
+}
+part_significance_cqaa_full() {   # full CQA-A, runs with pair scores: the recipe's kept run (its MSE run at every seed in
+                                  # round seven: the other two dropped, CPU runs repeat to the digit) against plain MSE
+  local d="$out/sig_cqaa_full" full="data.limit_train=null data.limit_eval=null"
+  run experiment=recipe_ranking '~choose.hard_negatives' '~choose.positives_only' task=cqa_a encoder.max_length=64 \
+    seed=1,2,3 $full hydra.sweep.dir="$d/recipe"
+  run experiment=paper/losses task=cqa_a experiment/paper/loss=mse seed=1,2,3 $full hydra.sweep.dir="$d/mse"
+  python -m bsc_lightning.significance "$d"/recipe/*/ --vs "$d"/mse/*/
+}
+part_significance_cqab_full() {   # full CQA-B: the recipe (its three runs) against positives-only in-batch softmax
+  local d="$out/sig_cqab_full" full="data.limit_train=null data.limit_eval=null"
+  run experiment=recipe_ranking task=cqa_b encoder.max_length=64 seed=1,2,3 $full hydra.sweep.dir="$d/recipe"
+  run experiment=paper/shuffles task=cqa_b experiment/paper/shuffle=random data.train_positives_only=true \
+    seed=1,2,3 $full hydra.sweep.dir="$d/positives_only"
+  python -m bsc_lightning.significance "$d"/recipe/*/ --vs "$d"/positives_only/*/
+}
 part_ablation_ranking() {    # − hard negatives: the positives-only recipe (the ranking recipe before the hard negatives)
   run $pos_recipe task=wikiqa seed="$seeds" hydra.sweep.dir="$out/pos_recipe_wikiqa"
   run $pos_recipe task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/pos_recipe_cqa"

@@ -3,7 +3,7 @@
 Checked on values: the metrics.json keys and ranges; training moved the weights (trained != zero-shot); the
 last partial batch is kept (steps = ceil(pairs / batch)); the positives reach the trainer (symmetric always,
 other losses with --positives-only); the classification test metrics use the dev threshold (recomputed from
-scores.npz with our metrics); aggregate.py tables the peer jobs.
+scores/ with our metrics); aggregate.py tables the peer jobs.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import yaml
 from bsc_lightning.data import tasks
 from bsc_lightning.data.tasks import CandidatePool, load_task
 from bsc_lightning.metrics import classification_metrics, regression_metrics
+from bsc_lightning.significance import compare, read_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,8 +69,9 @@ def test_stsb_mse_trains_and_aggregates(tiny_bert, data_root, tmp_path):
     assert info["sentence_transformers"] == sentence_transformers.__version__
     # the saved scores and our labels give the reported metrics: what was scored is what was saved
     test = load_task("stsb", data_root, options=_options("stsb")).splits["test"]
-    scores = np.load(tmp_path / "mse" / "scores.npz")
-    assert regression_metrics(scores["test"], test.label)["spearman"] == pytest.approx(trained["test/spearman"])
+    q, y, s = read_scores(tmp_path / "mse", "test")
+    assert np.array_equal(y.astype(np.float32), test.label) and np.array_equal(q, test.qid)
+    assert regression_metrics(s, test.label)["spearman"] == pytest.approx(trained["test/spearman"])
 
     agg = _load("aggregate")
     jobs = agg.load_jobs(tmp_path)
@@ -92,14 +94,16 @@ def test_mrpc_symmetric_positives_and_dev_threshold(tiny_bert, data_root, tmp_pa
     assert set(m) == {f"{s}/{k}" for s in ("dev", "test") for k in ("f1", "accuracy", "ap", "threshold")}
     _in_range({k: v for k, v in m.items() if not k.endswith("threshold")}, 0, 1)
     assert m["test/threshold"] == m["dev/threshold"] == info["dev_threshold"]
-    scores = np.load(tmp_path / "sym" / "scores.npz")
+    scores = {split: read_scores(tmp_path / "sym", split)[2] for split in ("dev", "test")}
     dev, test = task.splits["dev"], task.splits["test"]
     assert classification_metrics(scores["dev"], dev.label)["threshold"] == pytest.approx(m["dev/threshold"])
     again = classification_metrics(scores["test"], test.label, threshold=m["dev/threshold"])
     assert again["f1"] == pytest.approx(m["test/f1"]) and again["accuracy"] == pytest.approx(m["test/accuracy"])
 
-    _, info = _run(tmp_path / "mse", *common, "--loss", "mse", "--positives-only")
+    m2, info = _run(tmp_path / "mse", *common, "--loss", "mse", "--positives-only")
     assert info["train_examples"] == positives  # --positives-only reaches the trainer for any loss
+    r = compare([tmp_path / "sym"], [tmp_path / "mse"], resamples=20)  # peer jobs compare as our runs do
+    assert (r["a"], r["b"]) == (pytest.approx(m["test/f1"]), pytest.approx(m2["test/f1"]))
 
 
 def test_wikiqa_zero_shot_ranking_and_pool_refused(tiny_bert, data_root, tmp_path, monkeypatch):
