@@ -96,13 +96,19 @@ def compare(runs_a: Sequence[Path], runs_b: Sequence[Path], split: str = "test",
     for r, (q, y, _) in zip([*runs_a, *runs_b], data):
         if len(q) != len(q0) or not (np.array_equal(q, q0) and np.allclose(y, y0)):
             raise ValueError(f"{r}: its {split} pairs differ from {runs_a[0]}'s (another task, cut or split)")
+    known = task_metrics(task_type, data[0][2][:2], y0[:2], q0[:2], positive_threshold=positive, threshold=0.0)
+    if metric not in known or metric == "threshold":
+        raise ValueError(f"metric {metric!r}: not a {task_type} metric (one of {', '.join(sorted(known))})")
+    thresholds = [i[3] for i in infos]
+    if task_type == "classification" and None in thresholds:
+        raise ValueError(f"{[*runs_a, *runs_b][thresholds.index(None)]}: no dev/threshold in its metrics.json; "
+                         "a classification run's test scores are read at the threshold its dev chose")
     n_a = len(runs_a)
     if task_type == "ranking":
         values = np.stack([per_query(s, y0, q0, metric, positive) for _, _, s in data])  # (runs, queries)
         out = paired_bootstrap(values[:n_a].mean(0), values[n_a:].mean(0), resamples, seed)
         return {**out, "units": float(values.shape[1])}
     rng = np.random.default_rng(seed)
-    thresholds = [i[3] for i in infos]
 
     def score(idx: np.ndarray, runs: range) -> float:
         return float(np.mean([task_metrics(task_type, data[k][2][idx], y0[idx], positive_threshold=positive,

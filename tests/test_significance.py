@@ -102,6 +102,18 @@ def test_compare_refuses_runs_on_other_pairs(tmp_path):
         compare([a], [c])
 
 
+def test_compare_refuses_an_unknown_metric_and_a_missing_dev_threshold(tmp_path):
+    qids, labels = ranking_split()
+    a = fake_run(tmp_path / "a", "ranking", "map", qids, labels, labels)
+    with pytest.raises(ValueError, match="'f1': not a ranking metric"):
+        compare([a], [a], metric="f1")
+    y = np.arange(20) % 2.0
+    c = fake_run(tmp_path / "c", "classification", "f1", np.arange(20), y, y, dev_threshold=0.5)
+    d = fake_run(tmp_path / "d", "classification", "f1", np.arange(20), y, y)
+    with pytest.raises(ValueError, match="no dev/threshold"):
+        compare([c], [d])
+
+
 def test_compare_classification_applies_each_runs_dev_threshold(tmp_path):
     rng = np.random.default_rng(3)
     labels = (rng.random(200) < 0.5).astype(float)
