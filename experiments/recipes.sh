@@ -178,6 +178,12 @@ part_recipe_cqa_full() {     # CQA's full training splits (cqa_full's protocol)
   run experiment=recipe_ranking task=cqa_a encoder.max_length=64 seed=1,2,3 $full hydra.sweep.dir="$out/r7_cqaa_full"
   run experiment=recipe_ranking task=cqa_b encoder.max_length=64 seed=1,2,3 $full hydra.sweep.dir="$out/r7_cqab_full"
 }
+part_dev_epochs_cut() {       # round eight's dev check: the recipe at 2 and 3 epochs on the CQA cut (15 steps an epoch)
+  for e in 2 3; do
+    run experiment=recipe_ranking task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa trainer.max_epochs=$e \
+      hydra.sweep.dir="$out/e${e}_cqa_cut"
+  done
+}
 part_significance_cqa() {    # the CQA-A cut again, runs that keep their pair scores (scores/): is the recipe behind
                              # positives-only in-batch softmax there, or within what its 50 test questions can tell
                              # apart? Paired bootstrap over questions (bsc_lightning.significance), test read once
