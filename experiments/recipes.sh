@@ -200,6 +200,19 @@ part_significance_cqa() {    # the CQA-A cut again, runs that keep their pair sc
     python -m bsc_lightning.significance "$d"/recipe/*/ --vs "$d/$b"/*/
   done
 }
+part_significance_cqa_fulltest() {  # the CQA-A cut's training (its first 480 pairs) scored on CQA-A's full dev and test
+                                    # splits (211 / 287 questions instead of 50 / 50): the cut's comparisons, resolved
+  local d="$out/sig_cqaa_cut_fulltest" fe="data.limit_train=${CQA_TRAIN:-480} data.limit_eval=null"
+  run experiment=paper/shuffles task=cqa_a experiment/paper/shuffle=random data.train_positives_only=true seed=1,2,3 \
+    $fe hydra.sweep.dir="$d/positives_only"
+  run experiment=recipe_ranking task=cqa_a encoder.max_length=64 seed=1,2,3 $fe hydra.sweep.dir="$d/recipe"
+  run experiment=paper/losses task=cqa_a experiment/paper/loss=mse seed=1,2,3 $fe hydra.sweep.dir="$d/mse"
+  run experiment=paper/losses experiment/paper/loss=symmetric task=cqa_a train=false seed=0 $fe \
+    hydra.sweep.dir="$d/zero_shot"
+  for b in positives_only mse zero_shot; do
+    python -m bsc_lightning.significance "$d"/recipe/*/ --vs "$d/$b"/*/
+  done
+}
 part_significance_cqaa_full() {   # full CQA-A, runs with pair scores: the recipe's kept run (its MSE run at every seed in
                                   # round seven: the other two dropped, CPU runs repeat to the digit) against plain MSE
   local d="$out/sig_cqaa_full" full="data.limit_train=null data.limit_eval=null"
