@@ -2,8 +2,9 @@
 
 Every trained or zero-shot run writes the pair scores it was tested on, ``scores/dev.tsv`` and
 ``scores/test.tsv`` (qid, label, score per pair; :func:`write_scores`); a ``choose`` run copies its kept
-variant's. This module compares two approaches, each given as one or more runs (seeds) on the same split,
-with a paired bootstrap (Efron & Tibshirani 1993; Koehn 2004 for its use on test sets):
+variant's. Not written: pool-ranked tasks (PFCC-S) and ``ddp_spawn`` runs, whose spawned ranks hold the
+scores. This module compares two approaches, each given as one or more runs (seeds) on the same split, with a
+paired bootstrap (Efron & Tibshirani 1993; Koehn 2004 for its use on test sets):
 
 - ranking: per-query metric values (MAP = the mean of per-query AP), averaged over each approach's seeds,
   then queries are resampled with replacement; the difference of means is the difference of the approaches'
@@ -48,7 +49,7 @@ def read_scores(run: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     path = Path(run) / "scores" / f"{split}.tsv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no pair scores (runs write them since scores/ was added; a run whose "
-                                "task ranks against a candidate pool has none)")
+                                "task ranks against a candidate pool, or one under strategy=ddp_spawn, has none)")
     rows = np.loadtxt(path, delimiter="\t", skiprows=1, ndmin=2)
     return rows[:, 0].astype(np.int64), rows[:, 1], rows[:, 2]
 

@@ -39,7 +39,8 @@ def test_ddp_sim_fit_end_to_end(tiny_bert, data_root, tmp_path, extra):
     saved = json.loads((out / "metrics.json").read_text())
     assert "test/spearman" in saved and saved == pytest.approx(metrics)
     # one output folder for the run: child ranks wrote nothing of their own (no second logs/ or
-    # lightning_logs/, no rank folders); run.log is the run's text log when run.py writes one
+    # lightning_logs/, no rank folders); run.log is the run's text log when run.py writes one; no scores/:
+    # under ddp_spawn the pair scores stay in the spawned ranks (README, "Choosing what to run")
     names = {p.name for p in out.iterdir()}
     assert {"checkpoints", "config.yaml", "logs", "metrics.json"} <= names <= {
         "checkpoints", "config.yaml", "logs", "metrics.json", "run.log"}, sorted(names)
