@@ -272,5 +272,6 @@ part_aggregate() {
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both dev_interpolate cqa_baselines cqa_full dev_choose
   dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking recipe_wikiqa recipe_cqa
-  recipe_cqa_full aggregate)
+  recipe_cqa_full dev_epochs_cut significance_cqa significance_cqa_fulltest significance_cqaa_full significance_cqab_full
+  aggregate)
 for p in "${parts[@]}"; do "part_$p"; done
