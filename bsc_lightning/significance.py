@@ -95,7 +95,7 @@ def compare(runs_a: Sequence[Path], runs_b: Sequence[Path], split: str = "test",
     data = [read_scores(r, split) for r in [*runs_a, *runs_b]]
     q0, y0, _ = data[0]
     for r, (q, y, _) in zip([*runs_a, *runs_b], data):
-        if len(q) != len(q0) or not (np.array_equal(q, q0) and np.allclose(y, y0)):
+        if not (np.array_equal(q, q0) and np.allclose(y, y0)):
             raise ValueError(f"{r}: its {split} pairs differ from {runs_a[0]}'s (another task, cut or split)")
     known = task_metrics(task_type, data[0][2][:2], y0[:2], q0[:2], positive_threshold=positive, threshold=0.0)
     if metric not in known or metric == "threshold":
@@ -133,11 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="bootstrap resamples (default 10,000 for ranking, 1,000 for pairs: each recomputes the metric)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    task_type, main_metric, _, _ = run_info(args.a[0])
-    resamples = args.resamples or (10_000 if task_type == "ranking" else 1_000)
     try:
+        task_type, main_metric, _, _ = run_info(args.a[0])
+        resamples = args.resamples or (10_000 if task_type == "ranking" else 1_000)
         r = compare(args.a, args.vs, args.split, args.metric, resamples, args.seed)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError) as e:  # a folder that is not a run, its scores, the metric
         print(f"error: {e}", file=sys.stderr)
         return 2
     unit = "queries" if task_type == "ranking" else "pairs"

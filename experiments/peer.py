@@ -26,8 +26,9 @@ Scores: cosines of ``model.encode`` embeddings, scored by ``bsc_lightning.metric
 classification, the threshold chosen on dev is applied to test, as BSCModule does. ``--zero-shot``
 skips training.
 Output in --out: metrics.json (dev/<m>, test/<m>), peer.json (arguments, versions, training facts),
-scores/dev.tsv and scores/test.tsv (the pair scores, as our runs write them), and config.yaml plus .hydra/overrides.yaml. The last two are what
-experiments/aggregate.py reads; peer jobs form their own setting there (framework=sentence-transformers).
+scores/dev.tsv and scores/test.tsv (the pair scores, as our runs write them), and config.yaml plus
+.hydra/overrides.yaml. The last two are what experiments/aggregate.py reads; peer jobs form their own setting
+there (framework=sentence-transformers).
 """
 from __future__ import annotations
 

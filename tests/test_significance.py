@@ -146,3 +146,5 @@ def test_cli_prints_the_comparison_and_fails_clearly(tmp_path, capsys):
     assert "map on test (29 queries; A: 1 runs, B: 1 runs" in out and "A 100.00" in out and "A ahead in" in out
     assert main([str(a), "--vs", str(b), "--split", "dev"]) == 2
     assert "no pair scores" in capsys.readouterr().err
+    assert main([str(tmp_path), "--vs", str(b)]) == 2  # not a run folder: one line, no traceback
+    assert "config.yaml" in capsys.readouterr().err
