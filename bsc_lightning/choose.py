@@ -10,6 +10,8 @@ with the best ``dev/<task.main_metric>`` (the dev score of the weights it tested
 over seeds is how often it was chosen); the chosen variant's encoder and pair scores are copied to
 ``<run dir>/encoder`` and ``<run dir>/scores``.
 Only dev scores are compared; each variant's own metrics.json holds its test scores, as any run's does.
+``soup: true`` adds one more candidate once the variants are done: the greedy soup of their tested weights
+(bsc_lightning.soup), kept when two or more variants join it, with ``soup/dev_<metric>@<a+b>`` of every soup tried.
 ``resume=true`` keeps the variants that finished and continues the one that was interrupted.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bsc_lightning.rundir import RunDirError, check_run_dir, write_atomic
 
 log = logging.getLogger(__name__)
 Train = Callable[[DictConfig, Path], dict[str, Any]]
+Soup = Callable[[DictConfig, Path, dict[str, Path]], tuple[dict[str, Any] | None, dict[str, float]]]
 
 
 def variant_configs(cfg: DictConfig) -> dict[str, DictConfig]:
@@ -48,11 +51,15 @@ def variant_configs(cfg: DictConfig) -> dict[str, DictConfig]:
         if not isinstance(overrides, DictConfig):  # a config error (ValueError), as the run's others
             raise ValueError(f"choose.{name}: a mapping of config overrides ({{}} for the config as it is), "  # noqa: TRY004
                              f"got {overrides!r}")
-        if "choose" in overrides:
-            raise ValueError(f"choose.{name}: variants do not nest (it sets choose)")
+        if "choose" in overrides or "soup" in overrides:
+            raise ValueError(f"choose.{name}: variants do not nest (it sets choose or soup)")
+        if name == "soup" and cfg.get("soup"):
+            raise ValueError("choose.soup: with soup=true that name is the soup's folder; rename the variant")
         variant = copy.deepcopy(cfg)
         OmegaConf.set_struct(variant, True)  # a key the run config lacks is a typo, not a new setting
         variant.choose = None
+        if "soup" in variant:
+            variant.soup = False
         _merge(variant, overrides, f"choose.{name}")
         variants[str(name)] = variant
     return variants
@@ -79,9 +86,13 @@ def best_variant(dev_scores: dict[str, float]) -> str:
     return max(dev_scores, key=lambda name: (dev_scores[name], -list(dev_scores).index(name)))
 
 
-def run_variants(cfg: DictConfig, out: Path, train: Train) -> dict[str, Any]:
-    """Train every variant of ``cfg.choose`` with ``train`` in ``out/choose/<name>``; keep the best on dev."""
+def run_variants(cfg: DictConfig, out: Path, train: Train, soup: Soup | None = None) -> dict[str, Any]:
+    """Train every variant of ``cfg.choose`` with ``train`` in ``out/choose/<name>``; keep the best on dev
+    (with ``cfg.soup``: of the variants and their greedy soup, made by ``soup``)."""
     variants = variant_configs(cfg)
+    souped = bool(cfg.get("soup"))
+    if souped and soup is None:
+        raise ValueError("soup=true: this caller of run_variants makes no soup")
     resume = cfg.get("resume")
     if resume not in (None, False, True):
         raise RunDirError(f"resume={resume}: a run with choose continues as a whole (resume=true), not from a "
@@ -97,18 +108,33 @@ def run_variants(cfg: DictConfig, out: Path, train: Train) -> dict[str, Any]:
         folder = out / "choose" / name
         started = (folder / "metrics.json").is_file() or (folder / "checkpoints" / "last.ckpt").is_file()
         sub.resume = True if resume and started else None  # a variant not yet started starts afresh
+        if souped:
+            sub.export = True  # the soup averages the variants' exported encoders
         log.info("choose: training variant %s (%d of %d) in %s", name, len(results) + 1, len(variants), folder)
         results[name] = train(sub, folder)
     scores = {name: float(m[key]) for name, m in results.items()}
     chosen = best_variant(scores)
+    tried: dict[str, float] = {}
+    if souped and soup is not None:
+        ranked = sorted(scores, key=lambda n: -scores[n])  # stable: ties in the order listed
+        shutil.rmtree(out / "choose" / "soup", ignore_errors=True)  # an interrupted soup's evaluation
+        souped_metrics, tried = soup(variants[ranked[0]], out / "choose" / "soup",
+                                     {n: out / "choose" / n / "encoder" for n in ranked})
+        if souped_metrics is not None:
+            results["soup"], chosen = souped_metrics, "soup"
+            scores["soup"] = float(souped_metrics[key])
     log.info("choose: %s (dev %s by variant: %s)", chosen, cfg.task.main_metric, scores)
-    metrics = {**results[chosen], **{f"choose/{n}": float(n == chosen) for n in variants},
-               **{f"choose/dev_{cfg.task.main_metric}@{n}": v for n, v in scores.items()}}
+    metrics = {**results[chosen], **{f"choose/{n}": float(n == chosen) for n in [*variants, *(["soup"] if souped else [])]},
+               **{f"choose/dev_{cfg.task.main_metric}@{n}": v for n, v in scores.items()},
+               **{f"soup/dev_{cfg.task.main_metric}@{n}": v for n, v in tried.items()}}
     if rank_zero_only.rank == 0:
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         for kept in ("encoder", "scores"):
-            if (out / "choose" / chosen / kept).is_dir():
+            if (out / "choose" / chosen / kept).is_dir() and (kept != "encoder" or cfg.export):
                 shutil.rmtree(out / kept, ignore_errors=True)
                 shutil.copytree(out / "choose" / chosen / kept, out / kept)
+        if souped and not cfg.export:  # exported for the soup only
+            for folder in (out / "choose").glob("*/encoder"):
+                shutil.rmtree(folder, ignore_errors=True)
         write_atomic(out / "metrics.json", json.dumps(dict(sorted(metrics.items())), indent=2))  # last: finished
     return metrics

@@ -38,6 +38,7 @@ from bsc_lightning.loggers import BatchStatsLogger, RankLogFile, finish_loggers
 from bsc_lightning.module import BSCModule
 from bsc_lightning.rundir import RunDirError, best_score, check_run_dir, encoder_state, stage_of, write_atomic
 from bsc_lightning.significance import write_scores
+from bsc_lightning.soup import average, greedy, load_weights
 
 log = logging.getLogger(__name__)
 __all__ = ["CONF_DIR", "ConfigError", "RunDirError", "build", "main", "objective_key", "settings_name", "train"]
@@ -260,17 +261,15 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
     check_recipe(cfg)
     alphas = check_alphas(cfg.interpolate) if cfg.get("interpolate") is not None else None
     if cfg.get("choose"):  # each variant is a run of its own in out/choose/<name>; the best on dev is kept
-        return run_variants(cfg, out, train)
+        return run_variants(cfg, out, train, soup)
+    if cfg.get("soup"):
+        raise ConfigError("soup=true averages the variants of `choose` (bsc_lightning.soup); this run has none")
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("resume") and (out / "metrics.json").is_file():  # also when checkpoint.keep=false removed them
         log.info("%s is finished; its metrics.json is kept", out)
         return json.loads((out / "metrics.json").read_text())
     resume_from = check_run_dir(out, cfg.get("resume"))
-    L.seed_everything(cfg.seed, workers=True)
-    tokenizer = load_tokenizer(cfg.encoder.name_or_path)
-    dm = build(cfg.data, "data", task=build(cfg.task, "task"), tokenizer=tokenizer,
-               strategy=build(cfg.shuffle, "shuffle"))
-    dm.setup("fit")  # read and validate the data before any model is built
+    tokenizer, dm = prepare(cfg)
     encoder = build(cfg.encoder, "encoder")
     if not cfg.get("train", True):
         return evaluate(cfg, out, dm, build_module(cfg, "loss", encoder))
@@ -312,6 +311,47 @@ def train(cfg: DictConfig, out: Path) -> dict[str, float]:
     raise AssertionError("unreachable: the last stage returns")
 
 
+def prepare(cfg: DictConfig) -> tuple[Any, PairDataModule]:
+    """Seed, then the tokenizer and the data module, set up: the data is read and checked before any model."""
+    L.seed_everything(cfg.seed, workers=True)
+    tokenizer = load_tokenizer(cfg.encoder.name_or_path)
+    dm = build(cfg.data, "data", task=build(cfg.task, "task"), tokenizer=tokenizer,
+               strategy=build(cfg.shuffle, "shuffle"))
+    dm.setup("fit")
+    return tokenizer, dm
+
+
+def soup(cfg: DictConfig, out: Path, ingredients: dict[str, Path]) -> tuple[dict[str, float] | None,
+                                                                         dict[str, float]]:
+    """The greedy soup of ``ingredients`` (variant → its exported encoder, best dev score first;
+    bsc_lightning.soup), tested in ``out`` when two or more join it (None: the best variant alone stays).
+    Returns that and the dev score of every soup tried; only dev is read until the members are fixed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # rank 0 wrote the variants' encoders
+    tokenizer, dm = prepare(cfg)
+    module = build_module(cfg, "loss", build(cfg.encoder, "encoder"))
+    module.stage = "soup"
+    states = {name: load_weights(path) for name, path in ingredients.items()}
+    trainer = build_trainer(cfg, out, "soup", 0, fit=False)
+
+    def dev(members: list[str]) -> float:
+        module.encoder.model.load_state_dict(average([states[m] for m in members]))
+        trainer.validate(module, datamodule=dm, verbose=False)
+        return float(trainer.callback_metrics[f"val/{cfg.task.main_metric}"])
+
+    try:
+        members, tried = greedy(list(states), dev)
+        if len(members) < 2:
+            finish_loggers(trainer)
+            return None, tried
+        module.encoder.model.load_state_dict(average([states[m] for m in members]))
+        extra = {f"soup/{name}": float(name in members) for name in states}
+        return finish(cfg, out, trainer, module, dm, tokenizer, ckpt_path=None, extra=extra), tried
+    except BaseException:
+        finish_loggers(trainer, exit_code=1)
+        raise
+
+
 def evaluate(cfg: DictConfig, out: Path, dm: PairDataModule, module: BSCModule) -> dict[str, float]:
     """``train=false``: the encoder as it is (zero-shot) on dev and test, the same metrics.json keys as a
     trained run (classification: threshold chosen on dev, applied to test); no checkpoint, no export."""
@@ -326,10 +366,11 @@ def evaluate(cfg: DictConfig, out: Path, dm: PairDataModule, module: BSCModule) 
 
 def finish(cfg: DictConfig, out: Path, trainer: L.Trainer, module: BSCModule, dm: PairDataModule,
            tokenizer: Any, ckpt_path: str | None, base: dict[str, torch.Tensor] | None = None,
-           alphas: list[float] | None = None) -> dict[str, float]:
+           alphas: list[float] | None = None, extra: dict[str, float] | None = None) -> dict[str, float]:
     """Test (dev and test splits), write config.yaml, the encoder (when trained) and metrics.json, end
     the loggers' runs with metrics.json as their summary. With ``base`` (θ0) and ``alphas``, the best
-    checkpoint is first interpolated with θ0 at the α chosen on dev (bsc_lightning.interpolation)."""
+    checkpoint is first interpolated with θ0 at the α chosen on dev (bsc_lightning.interpolation). ``extra``: more
+    keys for metrics.json (a soup's members)."""
     chosen: dict[str, float] = {}
     trained = ckpt_path is not None  # not zero-shot: there are checkpoints (which checkpoint.keep=false deletes)
     if base is not None and alphas:
@@ -343,6 +384,7 @@ def finish(cfg: DictConfig, out: Path, trainer: L.Trainer, module: BSCModule, dm
     metrics = dict(module.test_results) or {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("dev/", "test/"))}
     metrics.update(chosen)
+    metrics.update(extra or {})
     encoder_dir = None
     if trainer.is_global_zero:
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
