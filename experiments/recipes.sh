@@ -184,6 +184,13 @@ part_dev_epochs_cut() {       # round eight's dev check: the recipe at 2 and 3 e
       hydra.sweep.dir="$out/e${e}_cqa_cut"
   done
 }
+part_dev_soup_cut() {          # round nine's dev check: the recipe's three runs and their greedy soup (soup=true:
+                               # the runs' tested weights averaged, one at a time while dev does not fall), CQA cut
+  for t in cqa_a cqa_b; do
+    run experiment=recipe_ranking soup=true task=$t encoder.max_length=64 seed=1,2,3 $cqa \
+      hydra.sweep.dir="$out/r9_${t/cqa_/cqa}_cut"
+  done
+}
 part_significance_cqa() {    # the CQA-A cut again, runs that keep their pair scores (scores/): is the recipe behind
                              # positives-only in-batch softmax there, or within what its 50 test questions can tell
                              # apart? Paired bootstrap over questions (bsc_lightning.significance), test read once
@@ -272,6 +279,6 @@ part_aggregate() {
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both dev_interpolate cqa_baselines cqa_full dev_choose
   dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking recipe_wikiqa recipe_cqa
-  recipe_cqa_full dev_epochs_cut significance_cqa significance_cqa_fulltest significance_cqaa_full significance_cqab_full
+  recipe_cqa_full dev_epochs_cut dev_soup_cut significance_cqa significance_cqa_fulltest significance_cqaa_full significance_cqab_full
   aggregate)
 for p in "${parts[@]}"; do "part_$p"; done

@@ -95,3 +95,25 @@ def test_ddp_sim_choose_trains_each_variant_under_two_ranks(tiny_bert, data_root
     assert {k: v for k, v in metrics.items() if not k.startswith("choose/")} == pytest.approx(runs[chosen])
     assert json.loads((out / "metrics.json").read_text()) == pytest.approx(metrics)
     assert sorted(p.name for p in out.iterdir()) == ["choose", "config.yaml", "metrics.json"]
+
+
+@pytest.mark.slow  # ~3 min: two spawned fits, then the soups' spawned validations
+def test_ddp_sim_soup_validates_the_variants_weights_under_two_ranks(tiny_bert, data_root, tmp_path):
+    """soup=true under 2 spawned ranks: the soup reads the variants' exported encoders (written by rank 0), its
+    dev score of the best variant alone is that variant's own, and the run's choice follows the soups' dev."""
+    cfg = make_cfg([f"encoder.name_or_path={tiny_bert}", "encoder.max_length=32", "trainer=ddp_sim",
+                    "data.batch_size=4", "data.limit_train=42", "data.limit_eval=24", "logger=csv",
+                    f"data.cache_dir={tmp_path / 'cache'}", "task=stsb", f"task.data_dir={data_root / 'stsb'}",
+                    "export=false", "soup=true", ("choose={slow: {model: {optimizer: {lr: 1e-5}}}, fast: {model: "
+                                                  "{optimizer: {lr: 1e-3}}}}")])
+    out = tmp_path / "run"
+    metrics = train(cfg, out)
+    dev = {n: json.loads((out / "choose" / n / "metrics.json").read_text())["dev/spearman"] for n in ("slow", "fast")}
+    best, other = sorted(dev, key=lambda n: -dev[n])
+    assert metrics[f"soup/dev_spearman@{best}"] == pytest.approx(dev[best], abs=1e-5)
+    both = metrics[f"soup/dev_spearman@{best}+{other}"]
+    assert both != pytest.approx(dev[best], abs=1e-6)  # a real mean of two different sets of weights
+    kept = "soup" if both >= dev[best] else best
+    assert metrics[f"choose/{kept}"] == 1.0 and metrics["dev/spearman"] == pytest.approx(max(both, dev[best]),
+                                                                                         abs=1e-5)
+    assert not list(out.glob("**/encoder"))  # export=false: the soup's encoders are gone
