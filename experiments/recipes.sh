@@ -235,6 +235,15 @@ part_significance_cqab_full() {   # full CQA-B: the recipe (its three runs) agai
     seed=1,2,3 $full hydra.sweep.dir="$d/positives_only"
   python -m bsc_lightning.significance "$d"/recipe/*/ --vs "$d"/positives_only/*/
 }
+part_soup_cqab_full() {        # round nine on full CQA-B (the recipe's runs closest on dev there): the recipe with
+                               # soup=true, against the recipe and positives-only runs of significance_cqab_full
+  local full="data.limit_train=null data.limit_eval=null"
+  run experiment=recipe_ranking soup=true task=cqa_b encoder.max_length=64 seed=1,2,3 $full \
+    hydra.sweep.dir="$out/r9_cqab_full"
+  for b in recipe positives_only; do
+    python -m bsc_lightning.significance "$out"/r9_cqab_full/*/ --vs "$out/sig_cqab_full/$b"/*/
+  done
+}
 part_ablation_ranking() {    # − hard negatives: the positives-only recipe (the ranking recipe before the hard negatives)
   run $pos_recipe task=wikiqa seed="$seeds" hydra.sweep.dir="$out/pos_recipe_wikiqa"
   run $pos_recipe task=cqa_a,cqa_b encoder.max_length=64 seed=1,2,3 $cqa hydra.sweep.dir="$out/pos_recipe_cqa"
@@ -280,5 +289,5 @@ parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both dev_interpolate cqa_baselines cqa_full dev_choose
   dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking recipe_wikiqa recipe_cqa
   recipe_cqa_full dev_epochs_cut dev_soup_cut significance_cqa significance_cqa_fulltest significance_cqaa_full significance_cqab_full
-  aggregate)
+  soup_cqab_full aggregate)
 for p in "${parts[@]}"; do "part_$p"; done
