@@ -124,17 +124,18 @@ def run_variants(cfg: DictConfig, out: Path, train: Train, soup: Soup | None = N
             results["soup"], chosen = souped_metrics, "soup"
             scores["soup"] = float(souped_metrics[key])
     log.info("choose: %s (dev %s by variant: %s)", chosen, cfg.task.main_metric, scores)
-    metrics = {**results[chosen], **{f"choose/{n}": float(n == chosen) for n in [*variants, *(["soup"] if souped else [])]},
+    candidates = [*variants, *(["soup"] if souped else [])]
+    metrics = {**results[chosen], **{f"choose/{n}": float(n == chosen) for n in candidates},
                **{f"choose/dev_{cfg.task.main_metric}@{n}": v for n, v in scores.items()},
                **{f"soup/dev_{cfg.task.main_metric}@{n}": v for n, v in tried.items()}}
     if rank_zero_only.rank == 0:
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        for kept in ("encoder", "scores"):
-            if (out / "choose" / chosen / kept).is_dir() and (kept != "encoder" or cfg.export):
-                shutil.rmtree(out / kept, ignore_errors=True)
-                shutil.copytree(out / "choose" / chosen / kept, out / kept)
         if souped and not cfg.export:  # exported for the soup only
             for folder in (out / "choose").glob("*/encoder"):
                 shutil.rmtree(folder, ignore_errors=True)
+        for kept in ("encoder", "scores"):
+            if (out / "choose" / chosen / kept).is_dir():
+                shutil.rmtree(out / kept, ignore_errors=True)
+                shutil.copytree(out / "choose" / chosen / kept, out / kept)
         write_atomic(out / "metrics.json", json.dumps(dict(sorted(metrics.items())), indent=2))  # last: finished
     return metrics
