@@ -235,6 +235,19 @@ part_significance_cqab_full() {   # full CQA-B: the recipe (its three runs) agai
     seed=1,2,3 $full hydra.sweep.dir="$d/positives_only"
   python -m bsc_lightning.significance "$d"/recipe/*/ --vs "$d"/positives_only/*/
 }
+part_significance_peer() {     # the regression and classification recipes against sentence-transformers at their budget
+                               # (MSE, 2 / 3 epochs; experiments/peer.py), 3 seeds each: paired bootstrap over pairs
+  local d="$out/sig_peer"
+  run experiment=recipe_regression task=stsb seed="$seeds" hydra.sweep.dir="$d/recipe_stsb"
+  run experiment=recipe_classification task=mrpc seed="$seeds" hydra.sweep.dir="$d/recipe_mrpc"
+  for te in stsb:2 mrpc:3; do
+    for s in ${seeds//,/ }; do
+      python experiments/peer.py --task ${te%:*} --loss mse --epochs ${te#*:} --data-dir "${BSC_DATA_DIR:?set BSC_DATA_DIR}" \
+        --seed $s --out "$d/peer_${te%:*}_mse${te#*:}/seed$s"
+    done
+    python -m bsc_lightning.significance "$d/recipe_${te%:*}"/*/ --vs "$d/peer_${te%:*}_mse${te#*:}"/*/
+  done
+}
 part_soup_cqab_full() {        # round nine on full CQA-B (the recipe's runs closest on dev there): the recipe with
                                # soup=true, against the recipe and positives-only runs of significance_cqab_full
   local full="data.limit_train=null data.limit_eval=null"
@@ -289,5 +302,5 @@ parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both dev_interpolate cqa_baselines cqa_full dev_choose
   dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking recipe_wikiqa recipe_cqa
   recipe_cqa_full dev_epochs_cut dev_soup_cut significance_cqa significance_cqa_fulltest significance_cqaa_full significance_cqab_full
-  soup_cqab_full aggregate)
+  soup_cqab_full significance_peer aggregate)
 for p in "${parts[@]}"; do "part_$p"; done
