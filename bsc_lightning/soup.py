@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from transformers.utils import SAFE_WEIGHTS_NAME  # the weights file of save_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def greedy(ranked: Sequence[str], dev: Callable[[list[str]], float]) -> tuple[li
 
 def load_weights(encoder_dir: Path) -> dict[str, torch.Tensor]:
     """The weights of an exported encoder (bsc_lightning.export), keyed as the Hugging Face model's."""
-    path = Path(encoder_dir) / "model.safetensors"
+    path = Path(encoder_dir) / SAFE_WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"soup: {path} is missing (a soup averages the variants' exported encoders)")
     return load_file(path)

@@ -127,3 +127,10 @@ def test_soup_needs_variants_and_its_own_folder_name(tiny_bert, tmp_path):
     with pytest.raises(ValueError, match="makes no soup"):
         run_variants(make_cfg([*overrides(tiny_bert, tmp_path, tmp_path), "soup=true", "choose={a: {}}"]),
                      tmp_path / "r3", lambda cfg, out: {})
+
+
+def test_a_variant_without_its_exported_encoder_is_named(tmp_path):
+    from bsc_lightning.soup import load_weights
+
+    with pytest.raises(FileNotFoundError, match=r"soup: .*variant_a.* is missing"):
+        load_weights(tmp_path / "variant_a")
