@@ -235,6 +235,9 @@ part_significance_cqab_full() {   # full CQA-B: the recipe (its three runs) agai
     seed=1,2,3 $full hydra.sweep.dir="$d/positives_only"
   python -m bsc_lightning.significance "$d"/recipe/*/ --vs "$d"/positives_only/*/
 }
+part_soup_wikiqa() {           # round nine on WikiQA (seeds 0 and 1 ran: SEEDS=0,1)
+  run experiment=recipe_ranking soup=true task=wikiqa seed="$seeds" hydra.sweep.dir="$out/r9_wikiqa"
+}
 part_significance_peer() {     # the regression and classification recipes against sentence-transformers at their budget
                                # (MSE, 2 / 3 epochs; experiments/peer.py), 3 seeds each: paired bootstrap over pairs
   local d="$out/sig_peer"
@@ -302,5 +305,5 @@ parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(dev_regression dev_classification dev_wikiqa dev_hard_negatives dev_tau_lr dev_tau_lr_both dev_interpolate cqa_baselines cqa_full dev_choose
   dev_seeds recipe_regression recipe_classification equal_budget_peer ablation_ranking recipe_wikiqa recipe_cqa
   recipe_cqa_full dev_epochs_cut dev_soup_cut significance_cqa significance_cqa_fulltest significance_cqaa_full significance_cqab_full
-  soup_cqab_full significance_peer aggregate)
+  soup_cqab_full soup_wikiqa significance_peer aggregate)
 for p in "${parts[@]}"; do "part_$p"; done
